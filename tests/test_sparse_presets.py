@@ -1,4 +1,4 @@
-"""The Feather/GraNet presets parse, the CPU one is a grid of six fixed arms, and mixed choices reach the results table."""
+"""The Feather/GraNet presets parse, the CPU ones compare like with like, and mixed choices reach the results table."""
 
 from __future__ import annotations
 
@@ -9,18 +9,29 @@ from search.config import load_search
 from search.presets import preset_path
 from search.runner import storable
 from search.searchers import grid_points
-from trainables.tasks import available_tasks
 
 
-def test_the_cpu_preset_is_a_grid_of_six_fixed_arms_repeated_over_seeds():
-    search = load_search(preset_path("sparse_training_cpu"))
-    assert len(grid_points(search)) == 6 and search.settings["repeats"] == 3
+def fixed_params(approach) -> dict:
+    return {name: domain.value for name, domain in next(iter(approach.space.values())).items()}
+
+
+@pytest.mark.parametrize("name, sparsity", [("sparse_training_cpu", 0.95), ("sparse-training-digits", 0.98)])
+def test_each_cpu_preset_compares_arms_that_differ_only_in_what_is_compared(name, sparsity):
+    search = load_search(preset_path(name))
+    assert len(grid_points(search)) == 6 and search.settings["repeats"] >= 3
+    arms = {approach.name: approach for approach in search.approaches}
+    feather = {label: fixed_params(arms[label]) for label in ("feather-p3", "feather-hard", "feather-soft")}
+    assert [params.pop("power") for params in feather.values()] == [3.0, "hard", 1.0]
+    assert all(params == feather["feather-p3"] for params in feather.values())
+    assert feather["feather-p3"]["sparsity"] == sparsity
+    granet, gmp = fixed_params(arms["granet"]), fixed_params(arms["gmp"])
+    assert granet.pop("regenerate") is True and granet.pop("regrow_fraction") > 0
+    assert granet == gmp and gmp["final_sparsity"] == sparsity
+    assert len({approach.model for approach in search.approaches}) == 1
 
 
 @pytest.mark.parametrize("name", ["feather_cifar100_resnet20", "granet_cifar100_resnet20"])
-def test_the_gpu_presets_parse_where_the_cifar_task_exists(name):
-    if "cifar100" not in available_tasks():
-        pytest.skip("the cifar100 task is not registered in this checkout")
+def test_the_gpu_presets_train_resnet20x2(name):
     search = load_search(preset_path(name))
     assert {approach.model for approach in search.approaches} == {"resnet20x2"}
 
