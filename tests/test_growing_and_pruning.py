@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import techniques
-from techniques.gradmax import consumer_weights, growth_matrices
+from techniques.gradmax import consumer_weights, growth_matrices, top_right_singular_vectors
 from techniques.surgery import add_units, width_groups, widths
 from trainables.models import create_model
 from trainables.models.layers import UnitSlopeReLU
@@ -119,6 +119,22 @@ def test_gradmax_outgoing_weights_are_scaled_and_beat_random_directions():
         add_units(random_growth, group, 3, outgoing={"2": directions / directions.norm(dim=0) * 0.5 * mean_norm})
         MSE(random_growth(inputs), targets).backward()
         assert random_growth[0].weight.grad[6:].norm() <= gradmax_norm + 1e-6
+
+
+def test_the_randomized_svd_of_a_wide_layer_gives_the_exact_svds_gradient_norm():
+    """On a real M too large for the exact path, the directions are as good as the exact top ones."""
+    torch.manual_seed(0)
+    model = create_model("vgg11", width=0.5, batchnorm=True, num_classes=10)
+    inputs, targets = torch.randn(16, 3, 32, 32), torch.randn(16, 10)
+    group = width_groups(model)[3]
+    (matrix,) = growth_matrices(statistics_run(model, inputs, targets), [group], batches=1)
+    count = 8
+    assert matrix.shape == (1152, 2304) and torch.linalg.matrix_rank(matrix) > 1000  # no shortcut: a full spectrum
+    exact = torch.linalg.svd(matrix, full_matrices=False)[2][:count]
+    randomized = top_right_singular_vectors(matrix, count)
+    torch.testing.assert_close(randomized @ randomized.T, torch.eye(count), atol=1e-4, rtol=0)
+    achieved, best = (matrix @ randomized.T).norm(dim=0), (matrix @ exact.T).norm(dim=0)
+    assert torch.all(achieved >= 0.99 * best) and achieved.norm() >= 0.995 * best.norm()
 
 
 def test_gradmax_grows_every_vgg_layer_and_carries_momentum():
