@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+
+import numpy as np
+from torchvision import datasets
+
 import techniques
 from trainables.energy import CpuTimeEstimate, EnergyMeter
 from trainables.loop import Training
@@ -24,3 +30,25 @@ def make_training(technique=None, *, steps=60, eval_every=20, model="big", seed=
 
 def run_to_end(training: Training) -> list[dict]:
     return list(training.evaluations())
+
+
+def write_cifar(root, monkeypatch, dataset="cifar10", per_file=8, classes=10):
+    """Tiny batches in torchvision's layout; the class's checksums are pointed at them."""
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[dataset]
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    label_key = "labels" if dataset == "cifar10" else "fine_labels"
+
+    def write(name, content):
+        (folder / name).write_bytes(pickle.dumps(content))
+        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
+
+    def batch(name):
+        return write(name, {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+                            label_key: rng.integers(0, classes, per_file).tolist()})
+
+    monkeypatch.setattr(cls, "train_list", [batch(name) for name, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [batch(name) for name, _ in cls.test_list])
+    _, meta_md5 = write(cls.meta["filename"], {cls.meta["key"]: [f"class {index}" for index in range(classes)]})
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": meta_md5})

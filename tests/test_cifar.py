@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 from torchvision import datasets
@@ -19,27 +16,7 @@ from trainables.models import create_model
 from trainables.tasks import create_task
 from trainables.tasks.cifar import DataUnavailable, load_split, random_crop_flip
 
-
-def write_cifar(root, monkeypatch, dataset="cifar10", per_file=8, classes=10):
-    """Tiny batches in torchvision's layout; the class's checksums are pointed at them."""
-    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[dataset]
-    folder = root / cls.base_folder
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    label_key = "labels" if dataset == "cifar10" else "fine_labels"
-
-    def write(name, content):
-        (folder / name).write_bytes(pickle.dumps(content))
-        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
-
-    def batch(name):
-        return write(name, {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
-                            label_key: rng.integers(0, classes, per_file).tolist()})
-
-    monkeypatch.setattr(cls, "train_list", [batch(name) for name, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [batch(name) for name, _ in cls.test_list])
-    _, meta_md5 = write(cls.meta["filename"], {cls.meta["key"]: [f"class {index}" for index in range(classes)]})
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": meta_md5})
+from helpers import write_cifar
 
 
 def cifar_training(task, model, technique=None, **train):
