@@ -1,8 +1,9 @@
 """Inference and training step time of gating's exported networks relative to the full network, next to FLOPs.
 
 Gated pruning (seed 004) pays off only through export: the static network
-has fewer blocks (layer gating) or thinner blocks (channel gating) and no
-gates. Here a gated ResNet's gates are set to decisions that close a given
+has fewer blocks (layer gating) or thinner blocks (channel gating between
+the convs, or after them: conv2 computes only the open channels, added into
+the shortcut at their places) and no gates. Here a gated ResNet's gates are set to decisions that close a given
 share of blocks or channels (chosen at random, as training would leave
 them), the technique's own export builds the static network, and the full
 network is the same export with every gate open. All are timed on one
@@ -26,10 +27,10 @@ from techniques.gating import Gating
 from trainables.models import create_model
 
 
-def exported(model_name: str, granularity: str, closed: float, seed: int) -> tuple[nn.Module, nn.Module]:
+def exported(model_name: str, granularity: str, closed: float, seed: int, position: str = "middle") -> tuple[nn.Module, nn.Module]:
     """(full network, exported network) for gates that close a ``closed`` share of their units."""
     torch.manual_seed(seed)
-    technique = Gating(granularity=granularity, depth=1)
+    technique = Gating(granularity=granularity, position=position, depth=1)
     model = technique.prepare(create_model(model_name), run=None)
     generator = torch.Generator().manual_seed(seed)
     for gate in technique.gates:
@@ -97,8 +98,9 @@ def main() -> None:
 
     full, _ = exported(args.model, "layer", 0.0, 0)
     variants = {"full": full}
-    for granularity in ("layer", "channel"):
-        variants[f"{granularity} gating"] = exported(args.model, granularity, args.closed, 0)[1]
+    variants["layer gating"] = exported(args.model, "layer", args.closed, 0)[1]
+    for position in ("middle", "after"):
+        variants[f"channel {position}"] = exported(args.model, "channel", args.closed, 0, position)[1]
     variants = {name: model.to(device) for name, model in variants.items()}
     times = {name: {"inference": [], "train": []} for name in variants}
     for _ in range(args.rounds):

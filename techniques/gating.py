@@ -17,11 +17,13 @@ out through ``techniques.surgery``; no gate remains. Gated models are the
 ``nn.Sequential`` (the teacher–student MLP) channel gates sit after each
 hidden layer and read its output.
 
-Channel gates decide conv1's filters, reading the block input
-(``position="before"``) or conv1's activations (``"middle"``). The paper's
-third position, after conv2, would gate channels of the residual sum, which
-cannot be sliced out without also cutting the shortcut; it is not offered.
-Gates pool their input instead of flattening it (Table 1), so their size
+Channel gates sit at one of the paper's three positions (Figure 3):
+deciding conv1's filters from the block input (``position="before"``) or
+from conv1's activations (``"middle"``), or deciding conv2's filters from
+the branch output (``"after"``; with two dense layers, the paper's best on
+CIFAR-10, Table 6). Export slices "after" channels out of conv2 and adds the
+rest into the shortcut at their places; a block with every "after" channel
+closed adds nothing and is removed like a closed layer. Gates pool their input instead of flattening it (Table 1), so their size
 does not grow with the feature map.
 """
 
@@ -59,7 +61,7 @@ class Gating(Technique):
     space = {
         "granularity": Choice(["layer", "channel"]),
         "head": Choice(list(HEADS)),
-        "position": Choice(["before", "middle"]),
+        "position": Choice(["before", "middle", "after"]),
         "depth": Choice([1, 2]),
         "polar_weight": Float(0.0, 3.0),
         "act_weight": Float(0.0, 2.0),  # the paper sweeps [0, 1]; small tasks need more
@@ -71,7 +73,7 @@ class Gating(Technique):
     def __init__(self, granularity: str = "channel", head: str = "ste", position: str = "middle", depth: int = 2,
                  polar_weight: float = 1.0, act_weight: float = 0.0, polar_schedule: str = "constant"):
         for label, value, valid in (("granularity", granularity, ("layer", "channel")), ("head", head, HEADS),
-                                    ("position", position, ("before", "middle")), ("depth", depth, (1, 2)),
+                                    ("position", position, ("before", "middle", "after")), ("depth", depth, (1, 2)),
                                     ("polar_schedule", polar_schedule, ("constant", "rising"))):
             if value not in valid:
                 raise ValueError(f"gating {label} must be one of {list(valid)}, got {value!r}")
@@ -104,7 +106,7 @@ class Gating(Technique):
         if self.granularity == "layer":
             block.layer_gate = self._new_gate(block.conv1.in_channels, 1)
         else:
-            block.gate_reads = self.position
+            block.gate_position = self.position
             block.channel_gate = self._new_gate(block.conv1.in_channels if self.position == "before" else filters, filters)
 
     def _gate_sequential(self, model: nn.Sequential) -> nn.Sequential:
@@ -169,7 +171,14 @@ class Gating(Technique):
             closed = []
             for name, block, group in model.gated_blocks():
                 if block.channel_gate is not None:
-                    _keep_units(model, group, kept(block.channel_gate))
+                    keep = kept(block.channel_gate)
+                    if block.gate_position != "after":
+                        _keep_units(model, group, keep)
+                    elif not len(keep):
+                        closed.append((name, block))
+                    elif len(keep) < len(block.channel_gate.open_rate):
+                        select_units(model, group, keep)
+                        block.branch_channels = keep
                     block.channel_gate = None
                 if block.layer_gate is not None:
                     if not len(kept(block.layer_gate)):

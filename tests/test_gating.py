@@ -108,13 +108,49 @@ def test_channel_export_keeps_exactly_the_open_channels_and_matches_the_gated_ne
     assert removed == expected
 
 
-def test_training_on_the_mlp_reports_the_static_network_and_exports_it_exactly():
+def test_after_gates_export_conv2_with_only_the_open_channels_added_into_the_full_shortcut():
+    model, technique = gated("channel", position="after", depth=2)
+    generator = torch.Generator().manual_seed(2)
+    for gate in technique.gates:
+        gate.open_rate.copy_(torch.rand(gate.open_rate.shape, generator=generator))
+    technique.gates[4].open_rate.zero_()  # nothing left to add: the block goes, as a closed layer would
+    technique.gates[7].open_rate.fill_(1.0)  # nothing closed: the block stays whole
+    exported = technique.export(model)
+    assert not any(isinstance(module, Gate) for module in exported.modules())
+    for index, gate in enumerate(technique.gates):
+        block, open_channels = exported.blocks[index], torch.nonzero(gate.decision()).flatten()
+        if index == 4:
+            assert type(block).__name__ != "Block"
+            continue
+        assert block.conv1.out_channels == block.conv2.in_channels == 8 * 2 ** (index // 3)  # conv1 untouched
+        assert block.conv2.out_channels == block.bn2.num_features == len(open_channels)
+        assert block.branch_channels is None if index == 7 else torch.equal(block.branch_channels, open_channels)
+    inputs = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(exported.eval()(inputs), model.eval()(inputs), atol=1e-5)
+    full = technique._static(model, force_open=True)
+    removed = inference_flops(full, inputs[:1]) - inference_flops(exported, inputs[:1])
+    expected = 0
+    for index, gate in enumerate(technique.gates):
+        conv1, conv2 = full.blocks[index].conv1, full.blocks[index].conv2
+        side = 16 // 2 ** (index // 3)
+        if index == 4:  # the whole branch: both convs
+            expected += 2 * 9 * side * side * conv2.out_channels * (conv1.in_channels + conv2.in_channels)
+        else:
+            expected += 2 * int((gate.decision() == 0).sum()) * 9 * side * side * conv2.in_channels
+    assert removed == expected
+
+
+def test_training_on_the_mlp_reports_the_static_network_and_exports_it_exactly(tmp_path):
     technique = Gating(polar_weight=3.0, act_weight=0.5)
     training = make_training(technique, steps=40, eval_every=20)
     last = run_to_end(training)[-1]
     assert 0 <= last["gate_open_ratio"] <= 1 and 0 <= last["gate_polarisation"] <= 0.25
     assert last["export_params"] <= last["params_total"] and 0 < last["export_flops_ratio"] <= 1
-    exported = technique.export(training.model).eval()
+    training.export(tmp_path / "model.pt")  # what a trial leaves in its final checkpoint
+    exported = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert not exported.training and not any(isinstance(module, Gate) for module in exported.modules())
+    assert sum(parameter.numel() for parameter in exported.parameters()) == last["export_params"]
     inputs = training.held_out.inputs[:7]
     with torch.no_grad():
         assert torch.allclose(exported(inputs), training.model.eval()(inputs), atol=1e-5)

@@ -3,13 +3,20 @@
 A block is conv1-BN-ReLU-conv2-BN added to its shortcut (a 1x1 conv and BN
 where it downsamples), then ReLU. It has two empty gate slots that the
 ``gating`` technique fills: ``layer_gate`` (block input to one decision that
-scales the whole residual branch) and ``channel_gate`` (one decision per
-conv1 filter, reading the block input, ``gate_reads="before"``, or conv1's
-activations, ``"middle"``). With both empty it is a plain ResNet block.
+scales the whole residual branch) and ``channel_gate``, at one of the
+paper's three positions (Figure 3), ``gate_position``:
 
-The model names what export may remove: ``gated_blocks()`` and, per block,
-the conv1 → conv2 width group that channel decisions slice (surgery), and
-``bypass()``, the module that replaces a block whose branch is closed.
+- ``"before"``: one decision per conv1 filter, reading the block input;
+- ``"middle"``: one decision per conv1 filter, reading conv1's activations;
+- ``"after"``: one decision per conv2 filter, reading the branch's output.
+  A closed channel adds nothing to the residual sum, so an exported block
+  computes only the open ones and adds them into the shortcut at their
+  places (``branch_channels``); the shortcut keeps every channel.
+
+With no gates it is a plain ResNet block. The model names what export may
+remove: ``gated_blocks()`` gives each block with the width group its channel
+decisions slice (surgery), and ``bypass()`` the module that replaces a block
+whose branch is closed.
 """
 
 from __future__ import annotations
@@ -33,17 +40,23 @@ class Block(nn.Module):
         self.shortcut = nn.Sequential(he_conv(fan_in, filters, stride, kernel=1), nn.BatchNorm2d(filters)) if downsample else nn.Identity()
         self.layer_gate: nn.Module | None = None
         self.channel_gate: nn.Module | None = None
-        self.gate_reads = "middle"
+        self.gate_position = "middle"
+        self.register_buffer("branch_channels", None)  # after export of "after" gates: where the branch adds
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = self.relu(self.bn1(self.conv1(inputs)))
-        if self.channel_gate is not None:
-            read = inputs if self.gate_reads == "before" else hidden
-            hidden = hidden * self.channel_gate(read)[:, :, None, None]
+        gate = self.channel_gate
+        if gate is not None and self.gate_position != "after":
+            hidden = hidden * gate(inputs if self.gate_position == "before" else hidden)[:, :, None, None]
         branch = self.bn2(self.conv2(hidden))
+        if gate is not None and self.gate_position == "after":
+            branch = branch * gate(branch)[:, :, None, None]
         if self.layer_gate is not None:
             branch = branch * self.layer_gate(inputs)[:, :, None, None]
-        return self.relu(self.shortcut(inputs) + branch)
+        shortcut = self.shortcut(inputs)
+        if self.branch_channels is not None:
+            return self.relu(shortcut.index_add(1, self.branch_channels, branch))
+        return self.relu(shortcut + branch)
 
     def bypass(self) -> nn.Module:
         """This block with its branch closed: the shortcut alone (its input is already >= 0 after a ReLU)."""
@@ -72,13 +85,24 @@ class GatedResNet(nn.Module):
     def gated_blocks(self) -> list[tuple[str, Block, WidthGroup]]:
         """Each remaining gateable block: its name, itself, and the width group its channel decisions slice."""
         return [
-            (f"blocks.{index}", block, WidthGroup(f"blocks.{index}.conv1", (f"blocks.{index}.conv2",), f"blocks.{index}.bn1"))
-            for index, block in enumerate(self.blocks)
-            if isinstance(block, Block)
+            (name, block, _branch_output(name) if block.gate_position == "after" else _inner_width(name))
+            for name, block in self._blocks()
         ]
 
     def width_groups(self) -> list[WidthGroup]:
-        return [group for _, _, group in self.gated_blocks()]
+        """The widths surgery may change: conv1's filters (conv2's outputs must match the shortcut)."""
+        return [_inner_width(name) for name, _ in self._blocks()]
+
+    def _blocks(self) -> list[tuple[str, Block]]:
+        return [(f"blocks.{index}", block) for index, block in enumerate(self.blocks) if isinstance(block, Block)]
+
+
+def _inner_width(block: str) -> WidthGroup:
+    return WidthGroup(f"{block}.conv1", (f"{block}.conv2",), f"{block}.bn1")
+
+
+def _branch_output(block: str) -> WidthGroup:
+    return WidthGroup(f"{block}.conv2", (), f"{block}.bn2")
 
 
 @register_model
