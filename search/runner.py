@@ -26,6 +26,7 @@ import yaml
 from ray.tune import Callback, Stopper
 
 from trainables.tasks import create_task
+from trainables.trial import MODEL_FILE
 
 from .config import SearchConfig, parse_search
 from .schedulers import make_scheduler
@@ -265,6 +266,7 @@ def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
             "repeat_group": config.get("repeat_group"),
             "status": _status(result, metrics),
             "error": str(result.error).splitlines()[0] if result.error else None,
+            "model_file": _exported_model(result, metrics),
         }
         row.update({f"config/{key}": value for key, value in _flatten(config).items()})
         row.update({key: value for key, value in metrics.items() if key not in row and not isinstance(value, dict)})
@@ -274,6 +276,13 @@ def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
     results = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return results, history
+
+
+def _exported_model(result, metrics: Mapping[str, Any]) -> str | None:
+    """Where a finished trial's exported network lies: in its final checkpoint, on the experiment's storage."""
+    if not metrics.get("complete") or result.checkpoint is None:
+        return None
+    return f"{result.checkpoint.path}/{MODEL_FILE}"
 
 
 def _status(result, metrics: Mapping[str, Any]) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 
@@ -81,5 +83,9 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
     assert record["objectives"] == {"quality": "min", "energy_j": "min"}
     stored = shared / out.name  # --storage: the experiment and the tables outlive this machine
     assert list(stored.glob("*/checkpoint_*")), "trials keep a checkpoint to resume from"
+    exported = sorted(stored.glob("*/checkpoint_*/model.pt"))
+    assert len(exported) == 4, "each trial's final checkpoint holds its exported network"
+    assert sorted(Path(path) for path in results["model_file"]) == exported  # and the table says where
+    assert isinstance(torch.load(exported[0], weights_only=False), torch.nn.Module)
     assert pd.read_parquet(stored / "results.parquet").equals(results)
     assert (stored / "search.yaml").exists() and (stored / "history.parquet").exists()

@@ -277,6 +277,16 @@ class Training:
             path,
         )
 
+    def export(self, path: Path) -> None:
+        """Save the finished network as the technique exports it, for ``torch.load(path, weights_only=False)``.
+
+        This is the network to deploy: gates removed and closed parts sliced
+        out, thresholded weights written back. Exporting may change the
+        training's own model (Feather writes back in place), so it comes
+        after the final checkpoint.
+        """
+        torch.save(self.technique.export(self.model).eval(), path)
+
     def load(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model, self.technique, self.optimizer = state["model"], state["technique"], state["optimizer"]

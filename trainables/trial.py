@@ -28,6 +28,7 @@ from .loop import Training, TrainingDiverged
 from .tasks import create_task
 
 CHECKPOINT_FILE = "training.pt"
+MODEL_FILE = "model.pt"  # the exported network, in the final checkpoint
 TRIAL_FIELDS = {
     "task": "task name",
     "task_options": "keyword arguments of the task",
@@ -178,6 +179,8 @@ def run_trial(config: dict) -> None:
             if metrics["complete"] or evaluations % every == 0:
                 with tempfile.TemporaryDirectory() as directory:
                     training.save(Path(directory) / CHECKPOINT_FILE)
+                    if metrics["complete"]:
+                        training.export(Path(directory) / MODEL_FILE)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
             else:
                 tune.report(metrics)
