@@ -8,6 +8,9 @@ share of blocks or channels (chosen at random, as training would leave
 them), the technique's own export builds the static network, and the full
 network is the same export with every gate open. All are timed on one
 synthetic batch, variants interleaved over rounds; medians are printed.
+The last two rows are the gated network as it trains (layer gates all open,
+then closing the same share of blocks for every input, as polarised gates
+do): what training costs before export.
 
     python benchmarks/gating_export_speed.py [--model gated_resnet56] [--closed 0.5] [--batch 128] [--size 32]
         [--steps 5] [--rounds 3] [--device cpu|cuda] [--threads 2]
@@ -36,6 +39,27 @@ def exported(model_name: str, granularity: str, closed: float, seed: int, positi
     for gate in technique.gates:
         gate.open_rate.copy_((torch.rand(gate.open_rate.shape, generator=generator) >= closed).float())
     return technique._static(model, force_open=True), technique.export(model)
+
+
+def gated_layers(model_name: str, closed: float, seed: int) -> nn.Module:
+    """The gated network itself, its layer gates fixed so a ``closed`` share of blocks is closed for every input.
+
+    Training with gates costs the gates' own work; a branch closed for the
+    whole batch is skipped. Together they are what a training step costs
+    once polarisation has unified the decisions.
+    """
+    torch.manual_seed(seed)
+    technique = Gating(granularity="layer", depth=2)
+    model = technique.prepare(create_model(model_name), run=None)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in technique.gates:
+            last = gate.logits[-1]
+            is_closed = float(torch.rand(1, generator=generator)) < closed
+            last.weight.zero_()
+            last.bias.fill_(-2.0 if is_closed else 2.0)
+            gate.open_rate.fill_(0.0 if is_closed else 1.0)  # the static decision eval mode uses
+    return model
 
 
 def sync(device: torch.device) -> None:
@@ -101,6 +125,8 @@ def main() -> None:
     variants["layer gating"] = exported(args.model, "layer", args.closed, 0)[1]
     for position in ("middle", "after"):
         variants[f"channel {position}"] = exported(args.model, "channel", args.closed, 0, position)[1]
+    variants["layer gates, open"] = gated_layers(args.model, 0.0, 0)
+    variants["layer gates, closing"] = gated_layers(args.model, args.closed, 0)
     variants = {name: model.to(device) for name, model in variants.items()}
     times = {name: {"inference": [], "train": []} for name in variants}
     for _ in range(args.rounds):
@@ -111,13 +137,13 @@ def main() -> None:
     full_flops = inference_flops(full, inputs[:1])
     full_params = sum(parameter.numel() for parameter in full.parameters())
     print(f"{args.model}, {args.closed:.0%} of blocks/channels closed, batch {args.batch} at {args.size}px on {device}")
-    print(f"{'network':<16}{'FLOPs ratio':>12}{'params ratio':>14}{'inference time':>16}{'train step time':>17}")
+    print(f"{'network':<22}{'FLOPs ratio':>12}{'params ratio':>14}{'inference time':>16}{'train step time':>17}")
     for name, model in variants.items():
         flops = inference_flops(model, inputs[:1]) / full_flops
         params = sum(parameter.numel() for parameter in model.parameters()) / full_params
         inference = statistics.median(times[name]["inference"]) / reference["inference"]
         train = statistics.median(times[name]["train"]) / reference["train"]
-        print(f"{name:<16}{flops:>12.3f}{params:>14.3f}{inference:>16.3f}{train:>17.3f}")
+        print(f"{name:<22}{flops:>12.3f}{params:>14.3f}{inference:>16.3f}{train:>17.3f}")
     print(f"full network: {reference['inference'] * 1e3:.1f} ms inference, {reference['train'] * 1e3:.1f} ms train step")
 
 

@@ -2,7 +2,9 @@
 
 Training is dynamic pruning: binary gates (``techniques.gates``) decide per
 input whether each residual branch (``granularity="layer"``) or each
-channel of a block's first conv (``"channel"``) is computed. The
+channel of a block's first conv (``"channel"``) is computed; a branch
+closed for a whole batch is skipped outright, so once polarisation has
+unified the decisions the training steps themselves get cheaper. The
 polarisation regulariser (Eqs. 8-9) pushes every gate's mean over the batch
 to 0 or 1, so the decisions stop depending on the input; the activation
 regulariser (Eq. 11) prices open gates to set the pruning rate. ``λ↑``

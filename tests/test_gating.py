@@ -62,6 +62,23 @@ def inference_flops(model, inputs):
     return counter.get_total_flops()
 
 
+def test_a_branch_closed_for_the_whole_batch_runs_no_forward_and_no_backward():
+    model, technique = gated("layer")
+    closed = technique.gates[1].logits[-1]
+    with torch.no_grad():
+        closed.weight.zero_()
+        closed.bias.fill_(-2.0)  # every input's decision: closed
+    calls = []
+    for block in model.blocks:
+        block.conv1.register_forward_hook(lambda module, inputs, output: calls.append(module))
+    model.train()
+    model(torch.randn(8, 3, 16, 16)).sum().backward()
+    skipped = model.blocks[1]
+    assert skipped.conv1 not in calls and len(calls) == len(model.blocks) - 1
+    assert skipped.conv1.weight.grad is None and skipped.conv2.weight.grad is None
+    assert model.blocks[0].conv1.weight.grad is not None
+
+
 def test_layer_export_removes_exactly_the_closed_blocks_and_matches_the_gated_network():
     model, technique = gated("layer")
     closed = {1, 4, 6}  # plain blocks in stages 1 and 2, and stage 3's downsampling block

@@ -3,7 +3,8 @@
 A block is conv1-BN-ReLU-conv2-BN added to its shortcut (a 1x1 conv and BN
 where it downsamples), then ReLU. It has two empty gate slots that the
 ``gating`` technique fills: ``layer_gate`` (block input to one decision that
-scales the whole residual branch) and ``channel_gate``, at one of the
+scales the whole residual branch; a branch closed for a whole batch is not
+computed, so polarised gates save training work, not only inference) and ``channel_gate``, at one of the
 paper's three positions (Figure 3), ``gate_position``:
 
 - ``"before"``: one decision per conv1 filter, reading the block input;
@@ -44,6 +45,11 @@ class Block(nn.Module):
         self.register_buffer("branch_channels", None)  # after export of "after" gates: where the branch adds
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        layer_decision = None
+        if self.layer_gate is not None:
+            layer_decision = self.layer_gate(inputs)[:, :, None, None]
+            if not layer_decision.any():  # closed for every input: the branch is skipped, forward and backward
+                return self.relu(self.shortcut(inputs))
         hidden = self.relu(self.bn1(self.conv1(inputs)))
         gate = self.channel_gate
         if gate is not None and self.gate_position != "after":
@@ -51,8 +57,8 @@ class Block(nn.Module):
         branch = self.bn2(self.conv2(hidden))
         if gate is not None and self.gate_position == "after":
             branch = branch * gate(branch)[:, :, None, None]
-        if self.layer_gate is not None:
-            branch = branch * self.layer_gate(inputs)[:, :, None, None]
+        if layer_decision is not None:
+            branch = branch * layer_decision
         shortcut = self.shortcut(inputs)
         if self.branch_channels is not None:
             return self.relu(shortcut.index_add(1, self.branch_channels, branch))
