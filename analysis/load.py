@@ -180,6 +180,11 @@ def _read_file(path: Path, problems: list[str]) -> pd.DataFrame:
 
 
 @dataclass
+class _CheckpointFolder:
+    path: str
+
+
+@dataclass
 class _TrialFolder:
     """A Ray Tune trial folder, shaped like ``ray.tune.Result`` for ``search.runner.tables``."""
 
@@ -188,6 +193,7 @@ class _TrialFolder:
     metrics: dict
     error: str | None
     metrics_dataframe: pd.DataFrame
+    checkpoint: _CheckpointFolder | None
 
 
 def _read_trial_dirs(trial_dirs: list[Path], problems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -211,7 +217,9 @@ def _read_trial_dirs(trial_dirs: list[Path], problems: list[str]) -> tuple[pd.Da
         error = _ray_error(error_file.read_text(errors="replace")) if error_file.exists() else None
         metrics = dict(reports[-1]) if reports else {"trial_id": _trial_id(directory)}
         history = pd.json_normalize(reports, sep="/") if reports else pd.DataFrame()
-        folders.append(_TrialFolder(str(directory), config, metrics, error, history))
+        checkpoints = sorted(directory.glob("checkpoint_*"))
+        checkpoint = _CheckpointFolder(str(checkpoints[-1])) if checkpoints else None
+        folders.append(_TrialFolder(str(directory), config, metrics, error, history, checkpoint))
     if unreadable:
         problems.append(f"{unreadable} trial folder(s) with an unreadable params.json were skipped")
     if partial:
