@@ -16,7 +16,6 @@ import pandas as pd
 
 from .config import SearchConfig, load_search
 from .presets import describe_presets, preset_path
-from .summary import summary_table
 
 USAGE_ERROR = 2
 
@@ -80,6 +79,8 @@ def command_resume(args: argparse.Namespace) -> int:
 
 
 def _summarise(results: pd.DataFrame, search: SearchConfig, results_dir: Path) -> None:
+    from analysis.repeats import format_approach_means
+
     from .runner import trial_energy
 
     spent = sum(trial_energy(row) for row in results.to_dict("records"))
@@ -91,7 +92,7 @@ def _summarise(results: pd.DataFrame, search: SearchConfig, results_dir: Path) -
     if summary:
         print("\nEach approach over its finished trials (mean ± std over seeds):")
         order = [approach.name for approach in search.approaches]
-        print(summary_table(results, summary["columns"], summary.get("reference"), order))
+        print(format_approach_means(results, summary["columns"], summary.get("reference"), order))
     print(f"\ntrials: {counts}; energy spent by the search: {spent:.4g} J ({sources}), stopped trials included")
     print(f"results: {(results_dir / 'results.parquet').resolve()} (and results.csv, history.parquet)")
 

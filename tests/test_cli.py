@@ -63,6 +63,7 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
         "evaluate_first": ["baseline-small", "baseline-big"],
         "num_trials": 4,
         "population_size": 2,
+        "summary": {"columns": ["quality", "energy_j"], "reference": "baseline-big"},
     }
     config = tmp_path / "small.yaml"
     config.write_text(yaml.safe_dump(search))
@@ -70,6 +71,7 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
     result = greentune("run", "--config", config, "--results", out, "--storage", shared, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto-optimal trials" in result.stdout and str(out) in result.stdout
+    assert "Each approach over its finished trials" in result.stdout and "energy gain vs baseline-big" in result.stdout
 
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 4 and (results["status"] == "finished").all()

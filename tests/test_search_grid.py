@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from analysis import approach_means
 from search.config import load_search, parse_search
 from search.presets import preset_path, preset_paths
 from search.searchers import make_searcher
-from search.summary import approach_summary
 from trainables.trial import ConfigError
 
 
@@ -64,7 +64,7 @@ def test_the_summary_gives_mean_std_and_energy_gain_per_approach_in_the_given_or
         "energy_j": [10.0, 4.0, 14.0, 6.0, 1.0],
         "quality": [1.0, 2.0, 3.0, 4.0, 0.0],
     })
-    table = approach_summary(results, ["quality", "energy_j"], reference="big", order=["half", "big"])
+    table = approach_means(results, ["quality", "energy_j"], reference="big", order=["half", "big"])
     assert list(table.index) == ["half", "big"]
     assert table.loc["half", ("runs", "")] == 2
     assert table.loc["half", ("energy_j", "mean")] == 5.0
