@@ -11,11 +11,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .config import SearchConfig, load_search
 from .presets import describe_presets, preset_path
+
+if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do without it
+    from .config import SearchConfig
 
 USAGE_ERROR = 2
 
@@ -35,6 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _load(args: argparse.Namespace) -> SearchConfig:
     from trainables.trial import ConfigError
+
+    from .config import load_search
 
     try:
         path = Path(args.config) if args.config else preset_path(args.preset or "default")
@@ -146,6 +151,8 @@ def command_presets(args: argparse.Namespace) -> int:
 def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
     from trainables.trial import ConfigError
+
+    from .config import load_search
 
     try:
         search = load_search(Path(args.file))
