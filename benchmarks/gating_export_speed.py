@@ -9,8 +9,8 @@ them), the technique's own export builds the static network, and the full
 network is the same export with every gate open. All are timed on one
 synthetic batch, variants interleaved over rounds; medians are printed.
 The last two rows are the gated network as it trains (layer gates all open,
-then closing the same share of blocks for every input, as polarised gates
-do): what training costs before export.
+then the same share of blocks closed, as polarised gates leave them after an
+epoch): what training costs before export.
 
     python benchmarks/gating_export_speed.py [--model gated_resnet56] [--closed 0.5] [--batch 128] [--size 32]
         [--steps 5] [--rounds 3] [--device cpu|cuda] [--threads 2]
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -44,9 +45,9 @@ def exported(model_name: str, granularity: str, closed: float, seed: int, positi
 def gated_layers(model_name: str, closed: float, seed: int) -> nn.Module:
     """The gated network itself, its layer gates fixed so a ``closed`` share of blocks is closed for every input.
 
-    Training with gates costs the gates' own work; a branch closed for the
-    whole batch is skipped. Together they are what a training step costs
-    once polarisation has unified the decisions.
+    Training with gates costs the gates' own work; a block whose static
+    decision is closed skips its branch. Together they are what a training
+    step costs once polarisation has unified the decisions.
     """
     torch.manual_seed(seed)
     technique = Gating(granularity="layer", depth=2)
@@ -58,7 +59,8 @@ def gated_layers(model_name: str, closed: float, seed: int) -> nn.Module:
             is_closed = float(torch.rand(1, generator=generator)) < closed
             last.weight.zero_()
             last.bias.fill_(-2.0 if is_closed else 2.0)
-            gate.open_rate.fill_(0.0 if is_closed else 1.0)  # the static decision eval mode uses
+            gate.open_rate.fill_(0.0 if is_closed else 1.0)  # the static decision
+    technique.on_epoch_end(SimpleNamespace(model=model))  # where training starts skipping closed blocks
     return model
 
 

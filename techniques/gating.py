@@ -2,9 +2,13 @@
 
 Training is dynamic pruning: binary gates (``techniques.gates``) decide per
 input whether each residual branch (``granularity="layer"``) or each
-channel of a block's first conv (``"channel"``) is computed; a branch
-closed for a whole batch is skipped outright, so once polarisation has
-unified the decisions the training steps themselves get cheaper. The
+channel of a block's first conv (``"channel"``) is computed. At each
+epoch's end a block whose layer gate's static decision is closed stops
+computing its branch (its gate keeps deciding, and the block comes back if
+the decision reopens), so once polarisation has unified the decisions the
+training steps themselves get cheaper. The check reads the decision once an
+epoch, not once a batch, because a per-batch check would stall a GPU's
+queue at every block. The
 polarisation regulariser (Eqs. 8-9) pushes every gate's mean over the batch
 to 0 or 1, so the decisions stop depending on the input; the activation
 regulariser (Eq. 11) prices open gates to set the pruning rate. ``λ↑``
@@ -125,6 +129,12 @@ class Gating(Technique):
         gate = Gate(features, units, self.head, self.depth)
         self.gates.append(gate)
         return gate
+
+    def on_epoch_end(self, run: Run) -> None:
+        if hasattr(run.model, "gated_blocks"):
+            for _, block, _ in run.model.gated_blocks():
+                if block.layer_gate is not None:
+                    block.branch_closed = not bool(block.layer_gate.decision().any())
 
     def polar_weight_at(self, run: Run) -> float:
         if self.polar_schedule == "constant":

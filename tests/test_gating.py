@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -62,12 +64,11 @@ def inference_flops(model, inputs):
     return counter.get_total_flops()
 
 
-def test_a_branch_closed_for_the_whole_batch_runs_no_forward_and_no_backward():
+def test_a_block_closed_at_an_epochs_end_runs_no_forward_and_no_backward_until_it_reopens():
     model, technique = gated("layer")
-    closed = technique.gates[1].logits[-1]
-    with torch.no_grad():
-        closed.weight.zero_()
-        closed.bias.fill_(-2.0)  # every input's decision: closed
+    run = SimpleNamespace(model=model)
+    technique.gates[1].open_rate.fill_(0.2)  # static decision: closed
+    technique.on_epoch_end(run)
     calls = []
     for block in model.blocks:
         block.conv1.register_forward_hook(lambda module, inputs, output: calls.append(module))
@@ -77,6 +78,12 @@ def test_a_branch_closed_for_the_whole_batch_runs_no_forward_and_no_backward():
     assert skipped.conv1 not in calls and len(calls) == len(model.blocks) - 1
     assert skipped.conv1.weight.grad is None and skipped.conv2.weight.grad is None
     assert model.blocks[0].conv1.weight.grad is not None
+    assert technique.gates[1].take_batch_mean() is not None  # the gate still decides, for the regularisers
+    technique.gates[1].open_rate.fill_(0.9)
+    technique.on_epoch_end(run)
+    calls.clear()
+    model(torch.randn(8, 3, 16, 16))
+    assert skipped.conv1 in calls
 
 
 def test_layer_export_removes_exactly_the_closed_blocks_and_matches_the_gated_network():

@@ -3,8 +3,8 @@
 A block is conv1-BN-ReLU-conv2-BN added to its shortcut (a 1x1 conv and BN
 where it downsamples), then ReLU. It has two empty gate slots that the
 ``gating`` technique fills: ``layer_gate`` (block input to one decision that
-scales the whole residual branch; a branch closed for a whole batch is not
-computed, so polarised gates save training work, not only inference) and ``channel_gate``, at one of the
+scales the whole residual branch; while ``branch_closed`` is set, from the
+gate's static decision, the branch is not computed at all) and ``channel_gate``, at one of the
 paper's three positions (Figure 3), ``gate_position``:
 
 - ``"before"``: one decision per conv1 filter, reading the block input;
@@ -42,14 +42,15 @@ class Block(nn.Module):
         self.layer_gate: nn.Module | None = None
         self.channel_gate: nn.Module | None = None
         self.gate_position = "middle"
+        self.branch_closed = False  # a host-side flag, so skipping needs no GPU synchronisation
         self.register_buffer("branch_channels", None)  # after export of "after" gates: where the branch adds
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         layer_decision = None
         if self.layer_gate is not None:
             layer_decision = self.layer_gate(inputs)[:, :, None, None]
-            if not layer_decision.any():  # closed for every input: the branch is skipped, forward and backward
-                return self.relu(self.shortcut(inputs))
+        if self.branch_closed:  # the gate's static decision: skip the branch, forward and backward
+            return self.relu(self.shortcut(inputs))
         hidden = self.relu(self.bn1(self.conv1(inputs)))
         gate = self.channel_gate
         if gate is not None and self.gate_position != "after":
