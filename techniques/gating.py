@@ -196,6 +196,7 @@ class Gating(Technique):
                     if not len(kept(block.layer_gate)):
                         closed.append((name, block))
                     block.layer_gate = None
+                block.branch_closed = False  # a closed block is replaced below; the rest compute
             for name, block in closed:
                 parent, _, child = name.rpartition(".")
                 setattr(model.get_submodule(parent), child, block.bypass())

@@ -79,6 +79,9 @@ def test_a_block_closed_at_an_epochs_end_runs_no_forward_and_no_backward_until_i
     assert skipped.conv1.weight.grad is None and skipped.conv2.weight.grad is None
     assert model.blocks[0].conv1.weight.grad is not None
     assert technique.gates[1].take_batch_mean() is not None  # the gate still decides, for the regularisers
+    calls.clear()
+    technique._static(model, force_open=True).eval()(torch.randn(2, 3, 16, 16))  # the full network, for FLOP ratios
+    assert len(calls) == len(model.blocks)
     technique.gates[1].open_rate.fill_(0.9)
     technique.on_epoch_end(run)
     calls.clear()
