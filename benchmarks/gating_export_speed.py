@@ -60,7 +60,7 @@ def gated_layers(model_name: str, closed: float, seed: int) -> nn.Module:
             last.weight.zero_()
             last.bias.fill_(-2.0 if is_closed else 2.0)
             gate.open_rate.fill_(0.0 if is_closed else 1.0)  # the static decision
-    technique.on_epoch_end(SimpleNamespace(model=model))  # where training starts skipping closed blocks
+    technique.on_epoch_end(SimpleNamespace(model=model, structure_changed=lambda: None))  # where training starts skipping closed blocks
     return model
 
 

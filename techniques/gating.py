@@ -131,10 +131,16 @@ class Gating(Technique):
         return gate
 
     def on_epoch_end(self, run: Run) -> None:
-        if hasattr(run.model, "gated_blocks"):
-            for _, block, _ in run.model.gated_blocks():
-                if block.layer_gate is not None:
-                    block.branch_closed = not bool(block.layer_gate.decision().any())
+        if not hasattr(run.model, "gated_blocks"):
+            return
+        changed = False
+        for _, block, _ in run.model.gated_blocks():
+            if block.layer_gate is not None:
+                closed = not bool(block.layer_gate.decision().any())
+                changed |= closed != block.branch_closed
+                block.branch_closed = closed
+        if changed:
+            run.structure_changed()  # the step's FLOPs are counted again
 
     def polar_weight_at(self, run: Run) -> float:
         if self.polar_schedule == "constant":

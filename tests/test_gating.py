@@ -66,7 +66,7 @@ def inference_flops(model, inputs):
 
 def test_a_block_closed_at_an_epochs_end_runs_no_forward_and_no_backward_until_it_reopens():
     model, technique = gated("layer")
-    run = SimpleNamespace(model=model)
+    run = SimpleNamespace(model=model, structure_changed=lambda: None)
     technique.gates[1].open_rate.fill_(0.2)  # static decision: closed
     technique.on_epoch_end(run)
     calls = []
@@ -218,3 +218,16 @@ def test_layer_gating_trains_a_resnet_on_synthetic_images_and_resumes_from_a_che
     final = run_to_end(resumed)[-1]
     assert [final[f"gate_rate_{index}"] for index in range(3)] == [expected[f"gate_rate_{index}"] for index in range(3)]
     assert final["quality"] == expected["quality"] and final["export_flops"] == expected["export_flops"]
+
+
+def test_blocks_closed_during_training_stop_costing_training_flops():
+    task = create_task("synthetic_images", n_train=64, n_test=32, size=8, width=4)
+    settings = task.defaults.override({"epochs": None, "steps": 24, "eval_every": 4, "batch_size": 16, "lr": 0.05, "momentum": 0.9})
+    technique = techniques.create(["gating"], {"gating": {"granularity": "layer", "act_weight": 1.5, "polar_weight": 2.0}})
+    training = Training(task, technique, settings, model="gated_resnet8", seed=0, meter=EnergyMeter([CpuTimeEstimate()]))
+    history = run_to_end(training)
+    window_flops = [later["flops"] - earlier["flops"] for earlier, later in zip(history, history[1:])]
+    closed = [block.branch_closed for _, block, _ in training.model.gated_blocks()]
+    assert any(closed) and not all(closed)
+    assert window_flops[-1] < 0.6 * window_flops[0]  # the skipped branches are counted out once they close
+    assert history[-1]["export_flops_ratio"] < 0.6
