@@ -252,3 +252,40 @@ def test_the_flop_counted_steps_are_left_out_of_energy_and_time():
     metrics = run_to_end(training)[-1]
     counted = 4  # steps 1, 6, 11, 16
     assert metrics["energy_j"] == 20 - counted
+
+
+class LearningRates(Technique):
+    """Records the learning rate each optimizer step used."""
+
+    name = "test_learning_rates"
+
+    def __init__(self):
+        self.used = []
+
+    def after_step(self, run):
+        self.used.append(run.optimizer.param_groups[0]["lr"])
+
+
+def test_the_step_schedule_matches_multisteplr_at_epoch_milestones():
+    recorder = LearningRates()
+    # 200 examples in batches of 20: 10 steps an epoch, so the drops come after steps 10 and 25.
+    training = make_training(recorder, steps=40, eval_every=40, schedule="step", lr=0.1, lr_milestones=[1, 2.5], lr_gamma=0.5)
+    run_to_end(training)
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(reference, milestones=[10, 25], gamma=0.5)
+    expected = []
+    for _ in range(40):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        scheduler.step()
+    assert recorder.used == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"schedule": "step"}, "needs train.lr_milestones"),
+    ({"schedule": "step", "lr_milestones": [120, 60]}, "increasing positive epochs"),
+    ({"schedule": "linear"}, "'constant', 'cosine' or 'step'"),
+])
+def test_a_bad_schedule_is_a_one_line_error(train, message):
+    with pytest.raises(ValueError, match=message):
+        make_training(None, **train)

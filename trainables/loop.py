@@ -160,8 +160,8 @@ class Training:
             self.train_data.skip()
             take_step = technique.on_skipped_batch(self)
         if take_step:
-            if self.settings.schedule == "cosine":
-                self._set_cosine_lr()
+            if self.settings.schedule != "constant":
+                self._set_scheduled_lr()
             self.optimizer.step()
         self.step += 1
         technique.after_step(self)
@@ -187,8 +187,13 @@ class Training:
                 loss = loss + extra
         return loss
 
-    def _set_cosine_lr(self) -> None:
-        lr = 0.5 * self.settings.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+    def _set_scheduled_lr(self) -> None:
+        settings = self.settings
+        if settings.schedule == "cosine":
+            lr = 0.5 * settings.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+        else:
+            passed = sum(self.step >= round(epoch * self.steps_per_epoch) for epoch in settings.lr_milestones)
+            lr = settings.lr * settings.lr_gamma**passed
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

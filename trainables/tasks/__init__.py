@@ -24,14 +24,19 @@ class TrainSettings:
     """How a task trains by default; every field can be overridden per trial.
 
     ``steps`` counts optimizer steps (iterations); when ``epochs`` is set it
-    wins and is converted with the number of batches per epoch.
+    wins and is converted with the number of batches per epoch. The
+    ``step`` schedule multiplies the learning rate by ``lr_gamma`` at each
+    of ``lr_milestones`` (epochs), as the papers' staged decays do
+    (``torch.optim.lr_scheduler.MultiStepLR``).
     """
 
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
-    schedule: str = "constant"  # or "cosine"
+    schedule: str = "constant"  # or "cosine", or "step"
+    lr_milestones: tuple[float, ...] = ()  # epochs, for the step schedule
+    lr_gamma: float = 0.1
     batch_size: int = 100
     steps: int = 1000
     epochs: float | None = None
@@ -52,8 +57,15 @@ class TrainSettings:
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {settings.precision!r}")
         if not isinstance(settings.channels_last, bool):
             raise ValueError(f"train.channels_last must be true or false, got {settings.channels_last!r}")
-        if settings.schedule not in ("constant", "cosine"):
-            raise ValueError(f"train.schedule must be 'constant' or 'cosine', got {settings.schedule!r}")
+        if settings.schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'step', got {settings.schedule!r}")
+        milestones = settings.lr_milestones
+        if not isinstance(milestones, (list, tuple)) or any(not isinstance(m, (int, float)) or m <= 0 for m in milestones) \
+                or list(milestones) != sorted(milestones):
+            raise ValueError(f"train.lr_milestones must be increasing positive epochs, e.g. [60, 120, 160]; got {milestones!r}")
+        if settings.schedule == "step" and not milestones:
+            raise ValueError("train.schedule 'step' needs train.lr_milestones, the epochs where the lr drops, e.g. [60, 120, 160]")
+        settings = dataclasses.replace(settings, lr_milestones=tuple(milestones))
         for name in ("batch_size", "steps", "eval_every"):
             if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
                 raise ValueError(f"train.{name} must be a positive integer, got {getattr(settings, name)!r}")
