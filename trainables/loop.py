@@ -286,11 +286,12 @@ class Training:
         """Save the finished network as the technique exports it, for ``torch.load(path, weights_only=False)``.
 
         This is the network to deploy: gates removed and closed parts sliced
-        out, thresholded weights written back. Exporting may change the
-        training's own model (Feather writes back in place), so it comes
-        after the final checkpoint.
+        out, thresholded weights written back, saved on the CPU so that a
+        laptop can open what a GPU trained. Exporting may change the
+        training's own model (Feather writes back in place; both move to the
+        CPU), so it comes after the final checkpoint.
         """
-        torch.save(self.technique.export(self.model).eval(), path)
+        torch.save(self.technique.export(self.model).eval().cpu(), path)
 
     def load(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=False)
