@@ -8,6 +8,7 @@ PNG and the interactive HTML versions cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -21,6 +22,7 @@ from .tables import technique_parameters
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 FRONT_COLOR, MUTED_COLOR = "#222222", "#c8c8c8"
 STRUCTURE_WORDS = ("kept_fraction", "density", "sparsity", "width", "gate_open", "gate")
+GATE_RATE = re.compile(r"gate_rate_(\d+)")  # one column per gate: drawn together as a heatmap, not one plot each
 LABELS = {
     "quality": "quality", "energy_j": "training energy (J)", "time_s": "training time (s)", "flops": "training FLOPs",
     "loss": "training loss (window mean)", "step": "step", "trials": "trials completed", "hypervolume": "hypervolume",
@@ -32,13 +34,14 @@ class Trace:
     name: str
     x: np.ndarray
     y: np.ndarray
-    kind: str = "markers"  # markers | lines
+    kind: str = "markers"  # markers | lines | heatmap (z: one row per y, one column per x)
     color: str = FRONT_COLOR
     symbol: str = "circle"  # circle | ring | star | x
     size: float = 7.0
     group: str | None = None  # traces sharing a group share one legend entry
     hover: list[str] | None = None
     width: float = 1.2  # line width
+    z: np.ndarray | None = None
 
 
 @dataclass
@@ -125,7 +128,8 @@ def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Map
     palette = palette or colours(history[by] if by in history.columns else [])
     wanted = [("training-quality", "quality"), ("training-loss", "loss"), ("training-energy", "energy_j")]
     wanted += [(f"structure-{column.replace('/', '-')}", column) for column in history.columns
-               if any(word in column for word in STRUCTURE_WORDS) and not column.startswith("config/")]
+               if any(word in column for word in STRUCTURE_WORDS) and not column.startswith("config/")
+               and not GATE_RATE.fullmatch(column)]
     figures = []
     for name, column in wanted:
         if column not in history.columns or pd.to_numeric(history[column], errors="coerce").notna().sum() == 0:
@@ -137,6 +141,33 @@ def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Map
             label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
             figure.traces.append(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
                                        color=palette.get(label, FRONT_COLOR), group=label, hover=[str(trial_id)] * len(trial)))
+        figures.append(figure)
+    return figures
+
+
+def gate_figures(history: pd.DataFrame, *, by: str = "approach", limit: int = 8) -> list[Figure]:
+    """Seed 004's Figure 6 for each gated trial (the first ``limit``): every gate's opening ratio at every evaluation.
+
+    Rows are gates in network order, columns evaluations; a gate near 0 or 1
+    throughout has polarised. Evaluating once an epoch gives the paper's
+    per-epoch picture.
+    """
+    columns = sorted((column for column in history.columns if GATE_RATE.fullmatch(column)),
+                     key=lambda column: int(GATE_RATE.fullmatch(column)[1]))
+    if not columns or "step" not in history.columns:
+        return []
+    figures = []
+    for trial_id, trial in history.groupby("trial_id", sort=False):
+        rates = trial[columns].apply(pd.to_numeric, errors="coerce")
+        rates = rates.loc[:, rates.notna().any()]
+        if rates.empty:
+            continue
+        if len(figures) == limit:
+            break
+        label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
+        figure = Figure(f"gates-{trial_id}", f"gate opening ratio, {label} ({trial_id})", "step", "gate")
+        figure.traces.append(Trace(label, _values(trial, "step"), np.arange(rates.shape[1]), kind="heatmap",
+                                   z=rates.to_numpy(dtype=float).T))
         figures.append(figure)
     return figures
 

@@ -18,11 +18,17 @@ _PLOTLY_SYMBOLS = {"circle": "circle", "ring": "circle-open", "star": "star", "x
 def to_png(figure: Figure, path: Path) -> Path:
     """Write ``figure`` as a PNG at ``path``."""
     from matplotlib.figure import Figure as MatplotlibFigure  # no pyplot: no global state, no GUI backend
+    from matplotlib.ticker import MaxNLocator
 
     canvas = MatplotlibFigure(figsize=(7.5, 4.8), layout="constrained")
     axes = canvas.subplots()
     labelled: set[str] = set()
     for trace in figure.traces:
+        if trace.kind == "heatmap":  # values in [0, 1], a colour bar instead of a legend
+            mesh = axes.pcolormesh(trace.x, trace.y, trace.z, shading="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
+            canvas.colorbar(mesh, ax=axes)
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+            continue
         key = trace.group or trace.name
         label = None if key in labelled else key
         labelled.add(key)
@@ -36,7 +42,8 @@ def to_png(figure: Figure, path: Path) -> Path:
     axes.set(title=figure.title, xlabel=figure.xlabel, ylabel=figure.ylabel)
     if figure.logy:
         axes.set_yscale("log")
-    axes.grid(alpha=0.3)
+    if not any(trace.kind == "heatmap" for trace in figure.traces):
+        axes.grid(alpha=0.3)
     if labelled:
         axes.legend(fontsize="small", loc="best")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +62,9 @@ def to_html_div(figure: Figure) -> str:
         common = dict(x=trace.x, y=trace.y, name=key, legendgroup=key, showlegend=key not in labelled,
                       text=trace.hover, hovertemplate="%{text}<br>x=%{x:.4g}<br>y=%{y:.4g}<extra></extra>" if trace.hover else None)
         labelled.add(key)
-        if trace.kind == "lines":
+        if trace.kind == "heatmap":
+            plot.add_trace(go.Heatmap(x=trace.x, y=trace.y, z=trace.z, zmin=0.0, zmax=1.0, colorscale="Viridis", name=key))
+        elif trace.kind == "lines":
             plot.add_trace(go.Scatter(mode="lines", line=dict(color=trace.color, width=trace.width), **common))
         else:
             plot.add_trace(go.Scatter(mode="markers", marker=dict(color=trace.color, size=trace.size, symbol=_PLOTLY_SYMBOLS[trace.symbol],

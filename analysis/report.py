@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import Figure, colours, front_figure, history_figures, hypervolume_figure
+from .figures import Figure, colours, front_figure, gate_figures, history_figures, hypervolume_figure
 from .summary import Analysis, display_table
 from .tables import front_columns
 
@@ -24,13 +24,14 @@ th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 
 
 def build_figures(analysis: Analysis, history: pd.DataFrame, by: str = "approach") -> list[Figure]:
-    """Every figure of the report: front, training curves, structure ratios, energy, hypervolume."""
+    """Every figure of the report: front, training curves, structure ratios, gates, energy, hypervolume."""
     palette = colours(analysis.trials[by]) if by in analysis.trials.columns else {}
     figures = []
     if len(analysis.front):
         excluded = analysis.trials[~analysis.trials.index.isin(analysis.considered.index)]
         figures.append(front_figure(analysis.considered, analysis.objectives, excluded=excluded, knee=analysis.knee, by=by, palette=palette))
     figures += history_figures(history, by=by, palette=palette)
+    figures += gate_figures(history, by=by)
     if len(analysis.trace):
         figures.append(hypervolume_figure(analysis.trace))
     return figures

@@ -172,3 +172,25 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
     assert check.console == []  # no script error, no failed load
     assert check.plots == 6 and check.front_points >= TRIALS
     assert check.screenshot.stat().st_size > 50_000
+
+
+def test_gate_rates_draw_one_heatmap_per_gated_trial_not_one_plot_per_gate(tmp_path):
+    from analysis.figures import gate_figures, history_figures
+    from analysis.render import to_html_div, to_png
+
+    steps = [10, 20, 30]
+    gated = pd.DataFrame({"trial_id": "g", "approach": "layer-gating", "step": steps, "quality": [0.5, 0.6, 0.7],
+                          "gate_open_ratio": [1.0, 0.67, 0.67],
+                          **{f"gate_rate_{index}": [1.0, 0.9 - 0.4 * index, 0.95 - 0.45 * index] for index in range(3)}})
+    plain = pd.DataFrame({"trial_id": "b", "approach": "baseline", "step": steps, "quality": [0.5, 0.6, 0.7]})
+    history = pd.concat([gated, plain], ignore_index=True)
+    assert not any(figure.name.startswith("structure-gate_rate") for figure in history_figures(history))
+    assert "structure-gate_open_ratio" in {figure.name for figure in history_figures(history)}
+    (figure,) = gate_figures(history)
+    (heatmap,) = figure.traces
+    assert figure.name == "gates-g" and heatmap.kind == "heatmap"
+    assert heatmap.z.shape == (3, 3) and list(heatmap.x) == steps
+    assert heatmap.z[2].tolist() == pytest.approx([1.0, 0.1, 0.05])  # row = gate 2, across the evaluations
+    png = to_png(figure, tmp_path / "gates.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "heatmap" in to_html_div(figure)
