@@ -2,13 +2,13 @@
 
 Training is dynamic pruning: binary gates (``techniques.gates``) decide per
 input whether each residual branch (``granularity="layer"``) or each
-channel of a block's first conv (``"channel"``) is computed. At each
-epoch's end a block whose layer gate's static decision is closed stops
-computing its branch (its gate keeps deciding, and the block comes back if
-the decision reopens), so once polarisation has unified the decisions the
-training steps themselves get cheaper. The check reads the decision once an
-epoch, not once a batch, because a per-batch check would stall a GPU's
-queue at every block. The
+channel of a block (``"channel"``) is used. At each epoch's end a block
+whose layer gate's static decision is closed stops computing its branch
+(its gate keeps deciding, and the block comes back if the decision
+reopens), so once polarisation has unified the decisions the training
+steps themselves get cheaper. The check reads the decision once an epoch,
+not once a batch, because a per-batch check would stall a GPU's queue at
+every block. The
 polarisation regulariser (Eqs. 8-9) pushes every gate's mean over the batch
 to 0 or 1, so the decisions stop depending on the input; the activation
 regulariser (Eq. 11) prices open gates to set the pruning rate. ``λ↑``
@@ -29,8 +29,9 @@ from conv1's activations (``"middle"``), or deciding conv2's filters from
 the branch output (``"after"``; with two dense layers, the paper's best on
 CIFAR-10, Table 6). Export slices "after" channels out of conv2 and adds the
 rest into the shortcut at their places; a block with every "after" channel
-closed adds nothing and is removed like a closed layer. Gates pool their input instead of flattening it (Table 1), so their size
-does not grow with the feature map.
+closed adds nothing and is removed like a closed layer. Gates pool their
+input instead of flattening it (Table 1), so their size does not grow with
+the feature map.
 """
 
 from __future__ import annotations

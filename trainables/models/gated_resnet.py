@@ -4,8 +4,9 @@ A block is conv1-BN-ReLU-conv2-BN added to its shortcut (a 1x1 conv and BN
 where it downsamples), then ReLU. It has two empty gate slots that the
 ``gating`` technique fills: ``layer_gate`` (block input to one decision that
 scales the whole residual branch; while ``branch_closed`` is set, from the
-gate's static decision, the branch is not computed at all) and ``channel_gate``, at one of the
-paper's three positions (Figure 3), ``gate_position``:
+gate's static decision, the branch is not computed at all) and
+``channel_gate``, at one of the paper's three positions (Figure 3),
+``gate_position``:
 
 - ``"before"``: one decision per conv1 filter, reading the block input;
 - ``"middle"``: one decision per conv1 filter, reading conv1's activations;
