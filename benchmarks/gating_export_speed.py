@@ -31,14 +31,20 @@ from techniques.gating import Gating
 from trainables.models import create_model
 
 
-def exported(model_name: str, granularity: str, closed: float, seed: int, position: str = "middle") -> tuple[nn.Module, nn.Module]:
-    """(full network, exported network) for gates that close a ``closed`` share of their units."""
+def gated(model_name: str, closed: float, seed: int, **gating) -> tuple[Gating, nn.Module]:
+    """A gated network whose gates' static decisions close a random ``closed`` share of their units."""
     torch.manual_seed(seed)
-    technique = Gating(granularity=granularity, position=position, depth=1)
+    technique = Gating(**gating)
     model = technique.prepare(create_model(model_name), run=None)
     generator = torch.Generator().manual_seed(seed)
     for gate in technique.gates:
         gate.open_rate.copy_((torch.rand(gate.open_rate.shape, generator=generator) >= closed).float())
+    return technique, model
+
+
+def exported(model_name: str, granularity: str, closed: float, seed: int, position: str = "middle") -> tuple[nn.Module, nn.Module]:
+    """(full network, exported network) for gates that close a ``closed`` share of their units."""
+    technique, model = gated(model_name, closed, seed, granularity=granularity, position=position, depth=1)
     return technique._static(model, force_open=True), technique.export(model)
 
 
@@ -49,17 +55,12 @@ def gated_layers(model_name: str, closed: float, seed: int) -> nn.Module:
     decision is closed skips its branch. Together they are what a training
     step costs once polarisation has unified the decisions.
     """
-    torch.manual_seed(seed)
-    technique = Gating(granularity="layer", depth=2)
-    model = technique.prepare(create_model(model_name), run=None)
-    generator = torch.Generator().manual_seed(seed)
+    technique, model = gated(model_name, closed, seed, granularity="layer", depth=2)
     with torch.no_grad():
-        for gate in technique.gates:
+        for gate in technique.gates:  # every input decides as the static decision does
             last = gate.logits[-1]
-            is_closed = float(torch.rand(1, generator=generator)) < closed
             last.weight.zero_()
-            last.bias.fill_(-2.0 if is_closed else 2.0)
-            gate.open_rate.fill_(0.0 if is_closed else 1.0)  # the static decision
+            last.bias.fill_(2.0 if bool(gate.open_rate) else -2.0)
     technique.on_epoch_end(SimpleNamespace(model=model, structure_changed=lambda: None))  # where training starts skipping closed blocks
     return model
 
