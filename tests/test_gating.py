@@ -64,6 +64,17 @@ def inference_flops(model, inputs):
     return counter.get_total_flops()
 
 
+def export_exactly(model, technique):
+    """Export, checked gate-free and equal to the gated network in eval mode; with the full network and the FLOPs removed."""
+    exported = technique.export(model)
+    assert not any(isinstance(module, Gate) for module in exported.modules())
+    inputs = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(exported.eval()(inputs), model.eval()(inputs), atol=1e-5)
+    full = technique._static(model, force_open=True)
+    return exported, full, inference_flops(full, inputs[:1]) - inference_flops(exported, inputs[:1])
+
+
 def test_a_block_closed_at_an_epochs_end_runs_no_forward_and_no_backward_until_it_reopens():
     model, technique = gated("layer")
     run = SimpleNamespace(model=model, structure_changed=lambda: None)
@@ -94,15 +105,9 @@ def test_layer_export_removes_exactly_the_closed_blocks_and_matches_the_gated_ne
     closed = {1, 4, 6}  # plain blocks in stages 1 and 2, and stage 3's downsampling block
     for index, gate in enumerate(technique.gates):
         gate.open_rate.fill_(0.1 if index in closed else 0.8)
-    exported = technique.export(model)
-    assert not any(isinstance(module, Gate) for module in exported.modules())
+    exported, full, removed = export_exactly(model, technique)
     kinds = [type(block).__name__ for block in exported.blocks]
     assert [index for index, kind in enumerate(kinds) if kind != "Block"] == sorted(closed)
-    inputs = torch.randn(5, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.allclose(exported.eval()(inputs), model.eval()(inputs), atol=1e-5)
-    full = technique._static(model, force_open=True)
-    removed = inference_flops(full, inputs[:1]) - inference_flops(exported, inputs[:1])
     # Each closed block loses its two 3x3 convs (2 FLOPs per multiply-add): 8->8 at 16 px, 16->16 at 8 px,
     # and 16->32 (strided) plus 32->32 at 4 px; the downsampling shortcut stays.
     expected = 2 * 9 * (8 * 8 * 16 * 16 * 2 + 16 * 16 * 8 * 8 * 2 + (16 * 32 + 32 * 32) * 4 * 4)
@@ -116,16 +121,10 @@ def test_channel_export_keeps_exactly_the_open_channels_and_matches_the_gated_ne
     for gate in technique.gates:
         gate.open_rate.copy_(torch.rand(gate.open_rate.shape, generator=generator))
     technique.gates[2].open_rate.zero_()  # every channel closed: one is kept, with zero weights into conv2
-    exported = technique.export(model)
-    assert not any(isinstance(module, Gate) for module in exported.modules())
+    exported, full, removed = export_exactly(model, technique)
     for index, gate in enumerate(technique.gates):
         block = exported.blocks[index]
         assert block.conv1.out_channels == block.bn1.num_features == block.conv2.in_channels == max(1, int(gate.decision().sum()))
-    inputs = torch.randn(5, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.allclose(exported.eval()(inputs), model.eval()(inputs), atol=1e-5)
-    full = technique._static(model, force_open=True)
-    removed = inference_flops(full, inputs[:1]) - inference_flops(exported, inputs[:1])
     expected = 0
     for index, gate in enumerate(technique.gates):
         conv1, conv2 = full.blocks[index].conv1, full.blocks[index].conv2
@@ -142,8 +141,7 @@ def test_after_gates_export_conv2_with_only_the_open_channels_added_into_the_ful
         gate.open_rate.copy_(torch.rand(gate.open_rate.shape, generator=generator))
     technique.gates[4].open_rate.zero_()  # nothing left to add: the block goes, as a closed layer would
     technique.gates[7].open_rate.fill_(1.0)  # nothing closed: the block stays whole
-    exported = technique.export(model)
-    assert not any(isinstance(module, Gate) for module in exported.modules())
+    exported, full, removed = export_exactly(model, technique)
     for index, gate in enumerate(technique.gates):
         block, open_channels = exported.blocks[index], torch.nonzero(gate.decision()).flatten()
         if index == 4:
@@ -152,11 +150,6 @@ def test_after_gates_export_conv2_with_only_the_open_channels_added_into_the_ful
         assert block.conv1.out_channels == block.conv2.in_channels == 8 * 2 ** (index // 3)  # conv1 untouched
         assert block.conv2.out_channels == block.bn2.num_features == len(open_channels)
         assert block.branch_channels is None if index == 7 else torch.equal(block.branch_channels, open_channels)
-    inputs = torch.randn(5, 3, 16, 16)
-    with torch.no_grad():
-        assert torch.allclose(exported.eval()(inputs), model.eval()(inputs), atol=1e-5)
-    full = technique._static(model, force_open=True)
-    removed = inference_flops(full, inputs[:1]) - inference_flops(exported, inputs[:1])
     expected = 0
     for index, gate in enumerate(technique.gates):
         conv1, conv2 = full.blocks[index].conv1, full.blocks[index].conv2
