@@ -55,6 +55,37 @@ class ConfigError(ValueError):
 
 def check_trial_config(config: Mapping[str, Any]) -> list[str]:
     """Every problem with ``config``, as lines that name the field and the fix."""
+    return _assemble(config)[0]
+
+
+def build_training(config: Mapping[str, Any]) -> Training:
+    problems, parts = _assemble(config)
+    if problems:
+        raise ConfigError(problems)
+    device, energy = parts["device"], parts["energy"]
+    meter = open_meter(
+        device.type == "cuda",
+        watts_per_core=energy.get("watts_per_core", DEFAULT_WATTS_PER_CORE),
+        shared_gpu=_gpu_is_shared(energy.get("gpu_sharing", "auto")),
+    )
+    return Training(
+        parts["task"],
+        parts["technique"],
+        parts["settings"],
+        model=parts["model"],
+        seed=int(config.get("seed", 0)),
+        meter=meter,
+        device=device,
+    )
+
+
+def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """What a trial is built from (task, model, settings, technique, device, energy) and every problem on the way.
+
+    Each part is built once and a failing one does not stop the others, so
+    a search can refuse a bad config with all its problems listed, and a
+    good one is built from the same objects that were checked.
+    """
     problems = []
     technique_names = list(config.get("techniques") or ["baseline"])
     known = set(TRIAL_FIELDS) | set(available())
@@ -64,46 +95,27 @@ def check_trial_config(config: Mapping[str, Any]) -> list[str]:
     try:
         task = create_task(config.get("task", "teacher_student"), **dict(config.get("task_options") or {}))
     except ValueError as error:
-        return problems + [str(error)]
-    for check in (
-        lambda: task.check_model(config.get("model", task.default_model)),
-        lambda: task.defaults.override(dict(config.get("train") or {})),
-        lambda: techniques.create(technique_names, {name: config.get(name) for name in technique_names}),
-        lambda: _device(config.get("device", "auto")),
-        lambda: _check_energy(dict(config.get("energy") or {})),
-    ):
+        return problems + [str(error)], {}
+
+    def attempt(build):
         try:
-            check()
+            return build()
         except ValueError as error:
             problems.append(str(error))
+
+    model = config.get("model", task.default_model)
+    attempt(lambda: task.check_model(model))
+    parts = {
+        "task": task,
+        "model": model,
+        "settings": attempt(lambda: task.defaults.override(dict(config.get("train") or {}))),
+        "technique": attempt(lambda: techniques.create(technique_names, {name: config.get(name) for name in technique_names})),
+        "device": attempt(lambda: _device(config.get("device", "auto"))),
+        "energy": attempt(lambda: _checked_energy(dict(config.get("energy") or {}))),
+    }
     extra = [name for name in available() if name in config and name not in technique_names]
     problems += [f"parameters given for {name!r}, which is not in techniques {technique_names}" for name in extra]
-    return problems
-
-
-def build_training(config: Mapping[str, Any]) -> Training:
-    problems = check_trial_config(config)
-    if problems:
-        raise ConfigError(problems)
-    task = create_task(config.get("task", "teacher_student"), **dict(config.get("task_options") or {}))
-    names = list(config.get("techniques") or ["baseline"])
-    technique = techniques.create(names, {name: config.get(name) for name in names})
-    device = _device(config.get("device", "auto"))
-    energy = dict(config.get("energy") or {})
-    meter = open_meter(
-        device.type == "cuda",
-        watts_per_core=energy.get("watts_per_core", DEFAULT_WATTS_PER_CORE),
-        shared_gpu=_gpu_is_shared(energy.get("gpu_sharing", "auto")),
-    )
-    return Training(
-        task,
-        technique,
-        task.defaults.override(dict(config.get("train") or {})),
-        model=config.get("model", task.default_model),
-        seed=int(config.get("seed", 0)),
-        meter=meter,
-        device=device,
-    )
+    return problems, parts
 
 
 def _gpu_is_shared(setting: str) -> bool:
@@ -134,12 +146,13 @@ def green_score(quality: float, mode: str, energy_j: float, weight: float = 0.1,
     return signed - weight * math.log2(max(energy_j, 1e-12) / reference_j)
 
 
-def _check_energy(energy: Mapping[str, Any]) -> None:
+def _checked_energy(energy: Mapping[str, Any]) -> Mapping[str, Any]:
     unknown = sorted(set(energy) - {"watts_per_core", "gpu_sharing"})
     if unknown:
         raise ValueError(f"energy has no setting {unknown[0]!r}; valid: watts_per_core, gpu_sharing")
     if energy.get("gpu_sharing", "auto") not in ("auto", "shared", "exclusive"):
         raise ValueError(f"energy.gpu_sharing must be auto, shared or exclusive, got {energy['gpu_sharing']!r}")
+    return energy
 
 
 def _device(name: str) -> torch.device:
