@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from techniques import Technique
+from techniques.schedules import cosine_decay
 
 from .energy import EnergyMeter
 from .flops import StepFlops, measure_step
@@ -190,7 +191,7 @@ class Training:
     def _set_scheduled_lr(self) -> None:
         settings = self.settings
         if settings.schedule == "cosine":
-            lr = 0.5 * settings.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+            lr = cosine_decay(settings.lr, self.step, self.total_steps)
         else:
             passed = sum(self.step >= round(epoch * self.steps_per_epoch) for epoch in settings.lr_milestones)
             lr = settings.lr * settings.lr_gamma**passed
