@@ -240,6 +240,7 @@ class Training:
         epochs = self.step / self.steps_per_epoch
         return {
             "step": self.step,
+            "trained_fraction": self.step / self.total_steps,  # what schedulers project final costs from
             "epoch": epochs,
             # Totals a technique reports as device tensors are read here, not every step.
             **{name: float(value) for name, value in self.totals.items()},
