@@ -15,7 +15,7 @@ workers that import this package for ``pareto_mask`` never load them.
 """
 
 from .constraints import Constraint, feasible
-from .indicators import hypervolume, hypervolume_trace, reference_point
+from .indicators import energy_to_reach, hypervolume, hypervolume_by_energy, hypervolume_trace, reference_point
 from .load import load, load_history
 from .pareto import fronts_by, knee_point, pareto_front, pareto_mask, pareto_ranks, rankable
 from .repeats import aggregate_repeats, approach_means, format_approach_means, noisy_front
@@ -23,8 +23,9 @@ from .summary import Analysis, analyse, format_front, format_markdown, format_te
 from .tables import comparison_table, find_baseline, front_columns
 
 __all__ = [
-    "Analysis", "Constraint", "aggregate_repeats", "analyse", "approach_means", "comparison_table", "feasible", "find_baseline",
+    "Analysis", "Constraint", "aggregate_repeats", "analyse", "approach_means", "comparison_table", "energy_to_reach",
+    "feasible", "find_baseline",
     "format_approach_means", "format_front", "format_markdown", "format_text", "front_columns", "fronts_by", "hypervolume",
-    "hypervolume_trace", "knee_point", "load", "load_history", "noisy_front", "pareto_front", "pareto_mask",
+    "hypervolume_by_energy", "hypervolume_trace", "knee_point", "load", "load_history", "noisy_front", "pareto_front", "pareto_mask",
     "pareto_ranks", "parse_objectives", "rankable", "reference_point", "to_json", "write_tables",
 ]

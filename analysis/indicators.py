@@ -83,6 +83,46 @@ def hypervolume_trace(
     return pd.DataFrame({"trials": np.asarray(steps, dtype=int), "hypervolume": volumes})
 
 
+def hypervolume_by_energy(
+    trials: pd.DataFrame,
+    objectives: Mapping[str, str],
+    reference: Mapping[str, float] | Sequence[float],
+    *,
+    spent: str = "spent_j",
+    counted: str = "finished",
+) -> pd.DataFrame:
+    """After each trial, in the order given: the energy the search had spent and the hypervolume it had reached.
+
+    ``spent`` is each trial's own energy, stopped trials included, so the
+    cumulative sum is what the search cost up to that trial; only rows whose
+    ``counted`` column is true (trials trained to the end) add to the
+    hypervolume, since a stopped trial's early values are not a result.
+    Searches compare fairly on this curve whatever their trials cost.
+
+    >>> trials = pd.DataFrame({"loss": [2.0, 9.0, 1.0], "energy_j": [2.0, 1.0, 2.5],
+    ...                        "spent_j": [2.0, 0.5, 2.5], "finished": [True, False, True]})
+    >>> hypervolume_by_energy(trials, {"loss": "min", "energy_j": "min"}, [3.0, 3.0]).values.tolist()
+    [[2.0, 1.0], [2.5, 1.0], [5.0, 1.5]]
+    """
+    bound = _minimised_reference(reference, objectives)
+    points = minimised(trials, objectives)
+    keep = (rankable(trials, objectives) & trials[counted].astype(bool)).to_numpy()
+    volumes = [float(moocore.hypervolume(points[: k + 1][keep[: k + 1]], ref=bound)) if keep[: k + 1].any() else 0.0
+               for k in range(len(trials))]
+    return pd.DataFrame({"energy_j": trials[spent].to_numpy(dtype=float).cumsum(), "hypervolume": volumes})
+
+
+def energy_to_reach(trace: pd.DataFrame, target: float) -> float:
+    """The energy at which a ``hypervolume_by_energy`` trace first reaches ``target``; NaN if it never does.
+
+    >>> trace = pd.DataFrame({"energy_j": [2.0, 2.5, 5.0], "hypervolume": [1.0, 1.0, 1.5]})
+    >>> energy_to_reach(trace, 1.2), energy_to_reach(trace, 2.0)
+    (5.0, nan)
+    """
+    reached = trace.loc[trace["hypervolume"] >= target * (1 - 1e-9), "energy_j"]
+    return float(reached.iloc[0]) if len(reached) else float("nan")
+
+
 def _minimised_reference(reference: Mapping[str, float] | Sequence[float], objectives: Mapping[str, str]) -> np.ndarray:
     if isinstance(reference, Mapping):
         missing = [column for column in objectives if column not in reference]
