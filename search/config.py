@@ -185,9 +185,10 @@ def _check_settings(settings: dict[str, Any], problems: list[str]) -> None:
     settings["scheduler"] = scheduler
     if scheduler.get("name", "fifo") not in SCHEDULERS:
         problems.append(f"scheduler {scheduler.get('name')!r} is unknown; choose from {', '.join(SCHEDULERS)}")
-    unknown = set(scheduler) - {"name", "grace_period", "reduction_factor", "max_t", "tie_break"}
+    valid = ("name", "grace_period", "reduction_factor", "max_t", "tie_break", "project_costs")
+    unknown = set(scheduler) - set(valid)
     if unknown:
-        problems.append(f"scheduler has no setting {sorted(unknown)[0]!r}; valid: name, grace_period, reduction_factor, max_t, tie_break")
+        problems.append(f"scheduler has no setting {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
     for text in settings["constraints"] or []:
         try:
             Constraint.parse(text)

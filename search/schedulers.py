@@ -9,6 +9,12 @@ continues while its position in that order is within the top
 ``1 / reduction_factor`` of the trials recorded there. Ties within a front
 are broken by a ``Ranking`` strategy (crowding distance or hypervolume
 contribution).
+
+A rung compares trials part-way through, but the front is made of what
+trials cost at the end. With ``project_costs`` (the default), objectives
+that accumulate over training (energy, time, FLOPs) are ranked as projected
+to the end of the trial, ``value / trained_fraction``, so a short trial is
+not mistaken for a cheap one nor a long one for an expensive one.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 SCHEDULERS = ("fifo", "asha", "moasha")
+# Metrics that add up over training, so a partial value projects linearly to the end.
+CUMULATIVE_METRICS = frozenset(
+    {"energy_j", "eval_energy_j", "idle_energy_j", "time_s", "eval_time_s", "flops", "flops_sparse"}
+)
 
 
 class Ranking:
@@ -87,6 +97,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         grace_period: int = 1,
         reduction_factor: float = 3,
         ranking: Ranking | None = None,
+        project_costs: bool = True,
     ):
         if not objectives:
             raise ValueError("MultiObjectiveASHA needs objectives, e.g. {'quality': 'max', 'energy_j': 'min'}")
@@ -103,6 +114,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.time_attr, self.max_t = time_attr, max_t
         self.reduction_factor = reduction_factor
         self.ranking = ranking or Ranking()
+        self.project_costs = project_costs
         milestones = []
         milestone = grace_period
         while milestone < max_t:
@@ -117,9 +129,11 @@ class MultiObjectiveASHA(FIFOScheduler):
                 f"MultiObjectiveASHA objective {missing[0]!r} is not among the reported metrics; "
                 f"report it or choose objectives from: {', '.join(sorted(result))}"
             )
-        return np.array(
-            [float(result[name]) * (1 if mode == "min" else -1) for name, mode in self.objectives.items()]
-        )
+        fraction = float(result.get("trained_fraction") or 1.0) if self.project_costs else 1.0
+        return np.array([
+            float(result[name]) / (fraction if name in CUMULATIVE_METRICS else 1.0) * (1 if mode == "min" else -1)
+            for name, mode in self.objectives.items()
+        ])
 
     def decide(self, trial_id: str, time: float, vector: np.ndarray) -> str:
         """Record ``vector`` at every rung ``time`` has reached, and stop or continue there."""
@@ -188,6 +202,6 @@ def make_scheduler(settings: Mapping[str, Any], objectives: Mapping[str, str], m
     if name == "moasha":
         return MultiObjectiveASHA(
             objectives, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor,
-            ranking=Ranking(settings.get("tie_break", "crowding")),
+            ranking=Ranking(settings.get("tie_break", "crowding")), project_costs=settings.get("project_costs", True),
         )
     raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")

@@ -12,7 +12,8 @@ CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 def scheduler(**kwargs):
-    return MultiObjectiveASHA({"accuracy": "max", "energy_j": "min"}, max_t=9, grace_period=1, reduction_factor=3, **kwargs)
+    settings = {"max_t": 9, "grace_period": 1, "reduction_factor": 3, **kwargs}
+    return MultiObjectiveASHA({"accuracy": "max", "energy_j": "min"}, **settings)
 
 
 def test_rungs_follow_grace_period_and_reduction_factor():
@@ -36,6 +37,27 @@ def test_a_trial_is_judged_once_per_rung_and_stopped_at_max_t():
     assert asha.decide("a", 2, np.array([-0.1, 99.0])) == CONTINUE  # between rungs: no new decision
     assert asha.decide("a", 3, np.array([-0.9, 10.0])) == CONTINUE  # first at rung 3
     assert asha.decide("a", 9, np.array([-0.9, 10.0])) == STOP
+
+
+def test_rungs_rank_trials_by_the_energy_they_will_have_spent_at_the_end():
+    # At the first rung "short" has spent the most so far (12 J against 10 J),
+    # but it is half done, while "mid" is a quarter and "long" a seventh done:
+    # at the end they will have spent 24, 40 and 70 J. Ranked on that
+    # projection, short is on the front beside the more accurate mid and goes
+    # on; ranked on the energy so far, it looks dominated by long and stops.
+    reports = {
+        "mid": {"accuracy": 0.92, "energy_j": 10.0, "trained_fraction": 1 / 4},
+        "long": {"accuracy": 0.90, "energy_j": 10.0, "trained_fraction": 1 / 7},
+        "short": {"accuracy": 0.85, "energy_j": 12.0, "trained_fraction": 1 / 2},
+    }
+    projected, raw = scheduler(reduction_factor=2), scheduler(reduction_factor=2, project_costs=False)
+    assert [projected._vector(report)[1] for report in reports.values()] == pytest.approx([40.0, 70.0, 24.0])
+    assert {name: projected.decide(name, 1, projected._vector(report)) for name, report in reports.items()} == {
+        "mid": CONTINUE, "long": STOP, "short": CONTINUE,
+    }
+    assert {name: raw.decide(name, 1, raw._vector(report)) for name, report in reports.items()} == {
+        "mid": CONTINUE, "long": STOP, "short": STOP,
+    }
 
 
 def test_ties_within_a_front_are_broken_by_crowding():
