@@ -143,7 +143,7 @@ def parse_search(raw: Any) -> SearchConfig:
     if not approaches:
         problems.append("no approaches; list some under approaches, or name techniques: [...]")
     names = [approach.name for approach in approaches]
-    problems += [f"evaluate_first names {name!r}, which is not an approach" for name in settings["evaluate_first"] if name not in names]
+    problems += _first_point_problems(settings["evaluate_first"], approaches)
     _check_settings(settings, problems)
     problems += _summary_problems(settings["summary"], names)
     if settings["searcher"] == "grid":  # a grid's size is its points: approaches x listed values
@@ -267,6 +267,52 @@ def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
         problems.append(f"approach {name!r}: train must be a mapping of settings, e.g. {{lr: 0.01}}")
         train = {}
     return Approach(name, list(names), spec.get("model"), space, dict(train), given)
+
+
+def first_points(entries: list, approaches: list[Approach]) -> list[dict[str, Any]]:
+    """``evaluate_first`` as Optuna parameters, ``{"approach": name, "technique/parameter": value}``.
+
+    An entry is an approach's name (its parameters are then sampled) or
+    ``{approach: name, params: {technique: {parameter: value}}}``, a point such
+    as a paper's published setting, to warm-start the search from.
+    """
+    by_name = {approach.name: approach for approach in approaches}
+    points = []
+    for entry in entries:
+        spec = {"approach": entry} if isinstance(entry, str) else dict(entry)
+        unknown = sorted(set(spec) - {"approach", "params"})
+        if unknown:
+            raise ValueError(f"evaluate_first entry {entry!r} has no field {unknown[0]!r}; give approach and params")
+        approach = by_name.get(spec.get("approach"))
+        if approach is None:
+            raise ValueError(f"evaluate_first names {spec.get('approach')!r}, which is not an approach")
+        point = {"approach": approach.name}
+        for technique, values in (spec.get("params") or {}).items():
+            for parameter, value in dict(values).items():
+                domain = approach.space.get(technique, {}).get(parameter)
+                if domain is None:
+                    raise ValueError(f"evaluate_first: approach {approach.name!r} has no parameter {technique}.{parameter}")
+                if isinstance(domain, Fixed):
+                    if value != domain.value:
+                        raise ValueError(f"evaluate_first: {technique}.{parameter} is fixed at {domain.value!r} in {approach.name!r}")
+                    continue
+                if not domain.contains(value):
+                    raise ValueError(f"evaluate_first: {technique}.{parameter} = {value!r} is outside {domain}")
+                point[f"{technique}/{parameter}"] = value
+        points.append(point)
+    return points
+
+
+def _first_point_problems(entries: Any, approaches: list[Approach]) -> list[str]:
+    if not isinstance(entries, list):
+        return [f"evaluate_first takes a list of approach names or {{approach, params}} points, got {entries!r}"]
+    problems = []
+    for entry in entries:
+        try:
+            first_points([entry], approaches)
+        except (ValueError, TypeError) as error:
+            problems.append(str(error))
+    return problems
 
 
 def _summary_problems(summary: Any, approaches: list[str]) -> list[str]:

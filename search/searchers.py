@@ -27,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from analysis.constraints import Constraint
 
-from .config import SearchConfig
+from .config import SearchConfig, first_points
 from .space import DefineByRun
 
 SEARCHERS = ("nsga2", "tpe", "random", "grid")
@@ -131,7 +131,7 @@ def grid_points(search: SearchConfig) -> list[dict[str, Any]]:
 def make_searcher(search: SearchConfig) -> Searcher:
     settings = search.settings
     seed = settings["seed"]
-    points = [{"approach": name} for name in settings["evaluate_first"]]
+    points = first_points(settings["evaluate_first"], search.approaches)
     name = settings["searcher"]
     if name == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(population_size=settings["population_size"], seed=seed)

@@ -66,6 +66,14 @@ def test_a_good_search_parses_with_objective_modes():
         ({"searcher": "bayes"}, "searcher 'bayes' is unknown; choose from nsga2"),
         ({"num_trail": 3}, "unknown field 'num_trail'"),
         ({"evaluate_first": ["baseline-huge"]}, "evaluate_first names 'baseline-huge'"),
+        (
+            {"evaluate_first": [{"approach": "data-selection", "params": {"data_selection": {"selectivity": 0.2}}}]},
+            "data_selection.selectivity = 0.2 is outside",
+        ),
+        (
+            {"evaluate_first": [{"approach": "data-selection", "params": {"data_selection": {"on_skip": "zero"}}}]},
+            "on_skip is fixed at 'last'",
+        ),
         ({"task": "imagenet"}, "unknown task 'imagenet'"),
         ({"objectives": ["quality", "energy_j:most"]}, "mode must be min or max"),
         ({"train": {"lr": 0.1, "batch": 5}}, "train has no setting 'batch'"),
@@ -75,6 +83,17 @@ def test_search_problems_name_the_field(change, message):
     with pytest.raises(ConfigError) as error:
         parse_search({**GOOD_SEARCH, **change})
     assert any(message in problem for problem in error.value.problems), error.value.problems
+
+
+def test_a_published_point_is_the_first_trial_the_searcher_suggests():
+    from search.searchers import make_searcher
+
+    point = {"approach": "data-selection", "params": {"data_selection": {"selectivity": 0.3}}}
+    search = parse_search({**GOOD_SEARCH, "evaluate_first": [point, "baseline-big"]})
+    searcher = make_searcher(search)
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    assert (first["approach"], first["data_selection"]) == ("data-selection", {"selectivity": 0.3, "on_skip": "last"})
+    assert second["approach"] == "baseline-big"
 
 
 def test_technique_parameters_are_checked_against_their_declared_space():
