@@ -50,6 +50,10 @@ def _load(args: argparse.Namespace) -> SearchConfig:
         search.settings["num_trials"] = args.num_trials
     if args.seed is not None:
         search.settings["seed"] = args.seed
+    if args.energy_budget is not None:
+        if args.energy_budget <= 0:
+            raise UsageError([f"--energy-budget must be a positive number of joules, got {args.energy_budget}"])
+        search.settings["energy_budget_j"] = args.energy_budget
     return search
 
 
@@ -62,7 +66,9 @@ def command_run(args: argparse.Namespace) -> int:
     search = _load(args)
     name = Path(args.config).stem if args.config else (args.preset or "default")
     results_dir = Path(args.results) if args.results else Path("greentune-results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"greentune: {search.settings['num_trials']} trials of {name!r}; results in {results_dir.resolve()}", flush=True)
+    budget = search.settings["energy_budget_j"]
+    limit = f" (or until {budget:.4g} J are spent)" if budget else ""
+    print(f"greentune: {search.settings['num_trials']} trials of {name!r}{limit}; results in {results_dir.resolve()}", flush=True)
     try:
         results = run_search(search, results_dir, address=args.address, storage=args.storage)
     except ValueError as error:  # a cluster that cannot be reached, a grid without lists
@@ -99,7 +105,22 @@ def _summarise(results: pd.DataFrame, search: SearchConfig, results_dir: Path) -
         order = [approach.name for approach in search.approaches]
         print(format_approach_means(results, summary["columns"], summary.get("reference"), order))
     print(f"\ntrials: {counts}; energy spent by the search: {spent:.4g} J ({sources}), stopped trials included")
+    budget = search.settings["energy_budget_j"]
+    if budget:
+        print(f"energy budget: {spent / budget:.0%} of {budget:.4g} J spent; {budget_outcome(results, search)}")
     print(f"results: {(results_dir / 'results.parquet').resolve()} (and results.csv, history.parquet)")
+
+
+def budget_outcome(results: pd.DataFrame, search: SearchConfig) -> str:
+    """The hypervolume the finished trials reached, against the reference point ``greentune analyze`` uses."""
+    from analysis import hypervolume, rankable, reference_point
+
+    finished = results[results["status"] == "finished"]
+    if finished.empty or not rankable(finished, search.objectives).any():
+        return "no trial finished, so no hypervolume"
+    reference = reference_point(finished, search.objectives)
+    where = ", ".join(f"{name}={value:.4g}" for name, value in reference.items())
+    return f"hypervolume {hypervolume(finished, search.objectives, reference):.4g} over {len(finished)} finished trials (reference {where})"
 
 
 def front_table(results: pd.DataFrame, objectives: dict[str, str], constraints=()) -> str:
@@ -179,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help="results directory (default: ./greentune-results/NAME-TIME)")
     run.add_argument("--num-trials", type=int, help="override the search's number of trials")
     run.add_argument("--seed", type=int, help="override the search's seed")
+    run.add_argument(
+        "--energy-budget", type=float, metavar="JOULES",
+        help="stop the search once its trials (stopped ones included) have spent this much energy",
+    )
     run.add_argument("--address", help="a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT; default: a local Ray")
     run.add_argument(
         "--storage", help="where the experiment and results also go, outliving this machine: a shared path or s3://BUCKET/PREFIX"

@@ -91,3 +91,30 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
     assert isinstance(torch.load(exported[0], weights_only=False), torch.nn.Module)
     assert pd.read_parquet(stored / "results.parquet").equals(results)
     assert (stored / "search.yaml").exists() and (stored / "history.parquet").exists()
+
+
+def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path):
+    search = {
+        "task": "teacher_student",
+        "train": {"steps": 200, "eval_every": 50},
+        "approaches": {"baseline-big": {"techniques": ["baseline"], "model": "big"}},
+        "num_trials": 30,
+        "searcher": "random",
+        "max_concurrent": 1,  # one trial at a time: those before the one the budget stops have finished
+    }
+    config = tmp_path / "budget.yaml"
+    config.write_text(yaml.safe_dump(search))
+    out = tmp_path / "results"
+    result = greentune("run", "--config", config, "--results", out, "--energy-budget", 3, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(or until 3 J are spent)" in result.stdout
+    results = pd.read_parquet(out / "results.parquet")  # what ran stays on disk
+    assert 0 < len(results) < 30, "the budget, not the number of trials, ended the search"
+    spent = (results["energy_j"] + results["eval_energy_j"]).sum()
+    assert spent >= 3
+    line = next(line for line in result.stdout.splitlines() if line.startswith("energy budget:"))
+    assert f"{spent / 3:.0%} of 3 J spent" in line and "hypervolume" in line and "finished trials" in line
+
+
+def test_a_non_positive_energy_budget_is_a_usage_error():
+    assert_one_line_usage_error(greentune("run", "--energy-budget", "-5"), "--energy-budget must be a positive number")
