@@ -166,7 +166,12 @@ class MultiObjectiveASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self.time_attr not in result:
             return TrialScheduler.CONTINUE
-        return self.decide(trial.trial_id, result[self.time_attr], self._vector(result))
+        decision = self.decide(trial.trial_id, result[self.time_attr], self._vector(result))
+        # A warm-start point (evaluate_first) is recorded at the rungs, so newcomers
+        # meet it, but never stopped: its early values say little of where it ends.
+        if trial.config.get("warm_start") and result[self.time_attr] < self.max_t:
+            return TrialScheduler.CONTINUE
+        return decision
 
     def on_trial_error(self, tune_controller, trial) -> None:
         self._forget(trial.trial_id)

@@ -28,15 +28,28 @@ from ray.tune.search.optuna import OptunaSearch
 from analysis.constraints import Constraint
 
 from .config import SearchConfig, first_points
-from .space import DefineByRun
+from .space import WARM_START, DefineByRun
 
 SEARCHERS = ("nsga2", "tpe", "random", "grid")
 
 
 class GreenOptunaSearch(OptunaSearch):
-    def __init__(self, *args, constraints: list[Constraint] = (), **kwargs):
+    """Ray's OptunaSearch, plus constraints, pruned early stops and warm-start points.
+
+    ``warm_start`` points (``evaluate_first``) are enqueued in the study
+    marked with the user attribute ``warm_start``, so the space can flag
+    their trials and a scheduler lets them train to the end.
+    """
+
+    def __init__(self, *args, constraints: list[Constraint] = (), warm_start: list[dict] = (), **kwargs):
+        self.warm_start = list(warm_start)  # before super().__init__, which sets the study up
         super().__init__(*args, **kwargs)
         self.constraints = list(constraints)
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        for point in self.warm_start:
+            self._ot_study.enqueue_trial(point, user_attrs={WARM_START: True})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         ot_trial = self._ot_trials.get(trial_id)
@@ -131,7 +144,7 @@ def grid_points(search: SearchConfig) -> list[dict[str, Any]]:
 def make_searcher(search: SearchConfig) -> Searcher:
     settings = search.settings
     seed = settings["seed"]
-    points = first_points(settings["evaluate_first"], search.approaches)
+    warm_start, grid = first_points(settings["evaluate_first"], search.approaches), []
     name = settings["searcher"]
     if name == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(population_size=settings["population_size"], seed=seed)
@@ -141,13 +154,14 @@ def make_searcher(search: SearchConfig) -> Searcher:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
-        points = grid_points(search)
+        warm_start, grid = [], grid_points(search)
     searcher = GreenOptunaSearch(
         space=DefineByRun(search),
         metric=list(search.objectives),
         mode=list(search.objectives.values()),
         sampler=sampler,
-        points_to_evaluate=points,
+        points_to_evaluate=grid,
+        warm_start=warm_start,
         constraints=search.constraints,
     )
     if settings["repeats"] > 1:

@@ -19,6 +19,8 @@ from techniques import Choice, Fixed, Float, Int
 
 from .config import SearchConfig, trial_config
 
+WARM_START = "warm_start"  # the config field, and Optuna user attribute, of an evaluate_first trial
+
 
 class DefineByRun:
     """Picklable (Ray saves the searcher with the experiment) define-by-run space."""
@@ -46,6 +48,8 @@ class DefineByRun:
                     trial.suggest_float(key, domain.low, domain.high, log=domain.log)
         constants = trial_config(self.search, approach, fixed)
         del constants["approach"]  # suggested above
+        if trial.user_attrs.get(WARM_START):
+            constants[WARM_START] = True
         # Ray keeps list values whole; dicts are flattened to "a/b" keys so
         # they merge with the suggested names when Ray unflattens them.
         return flatten_dict(constants, delimiter="/")

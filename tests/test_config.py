@@ -94,6 +94,9 @@ def test_a_published_point_is_the_first_trial_the_searcher_suggests():
     first, second = searcher.suggest("t1"), searcher.suggest("t2")
     assert (first["approach"], first["data_selection"]) == ("data-selection", {"selectivity": 0.3, "on_skip": "last"})
     assert second["approach"] == "baseline-big"
+    assert first["warm_start"] and second["warm_start"], "evaluate_first trials are marked for the scheduler"
+    assert "warm_start" not in searcher.suggest("t3"), "a sampled trial is not"
+    assert check_trial_config(first) == [], "the mark is a valid trial field"
 
 
 def test_technique_parameters_are_checked_against_their_declared_space():

@@ -106,6 +106,21 @@ def test_restored_trials_are_recorded_at_the_rungs_they_passed():
     assert asha.decide("new", 1, np.array([-0.5, 20.0])) == STOP  # dominated by the restored trial
 
 
+def test_a_warm_start_point_trains_to_the_end_and_still_sets_the_bar():
+    from types import SimpleNamespace
+
+    asha = scheduler()
+    leader = SimpleNamespace(trial_id="leader", config={})
+    published = SimpleNamespace(trial_id="published", config={"warm_start": True})
+    sampled = SimpleNamespace(trial_id="sampled", config={})
+    result = {"training_iteration": 1, "accuracy": 0.5, "energy_j": 20.0}
+    assert asha.on_trial_result(None, leader, {**result, "accuracy": 0.9, "energy_j": 10.0}) == CONTINUE
+    assert asha.on_trial_result(None, published, result) == CONTINUE  # dominated, yet goes on
+    assert asha.on_trial_result(None, sampled, result) == STOP  # the same values stop a sampled trial
+    assert "published" in dict(asha.rungs)[1]  # recorded: newcomers are ranked against it
+    assert asha.on_trial_result(None, published, {**result, "training_iteration": 9}) == STOP  # max_t still ends it
+
+
 def test_schedulers_by_name():
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 

@@ -41,6 +41,7 @@ TRIAL_FIELDS = {
     "checkpoint_every": "checkpoint every N evaluations (the last is always saved)",
     "approach": "label of the search arm this trial belongs to",
     "repeat_group": "the trial whose configuration this seed repeat shares",
+    "warm_start": "an evaluate_first point: schedulers let it train to the end",
     "score": "weight and reference_j of the scalar score (see green_score)",
 }
 
