@@ -69,22 +69,44 @@ class WeightMasks:
     def __iter__(self):
         return iter(zip(self.layers, self.masks))
 
-    # masked_fill_ with the inverted mask rather than mul_ with the mask: on a
-    # CPU, mul_ first copies the boolean mask into a float tensor the size of
-    # the weight, every call.
+    # Applying a mask multiplies by a float copy of it, in one foreach call
+    # over all layers: a float multiply is about five times faster than
+    # masked_fill_ on a CPU, and a bool operand would be converted to float
+    # on every call. The copies are rebuilt only when a mask is replaced or
+    # written in place (its version counter moves); a mask that keeps every
+    # weight is skipped.
+
+    def _multipliers(self) -> list[torch.Tensor | None]:
+        # The key holds the masks themselves, so a freed mask's id cannot be reused by a new one.
+        key = getattr(self, "_multiplier_key", [])
+        if len(key) != len(self.masks) or any(
+            mask is not seen or mask._version != version for mask, (seen, version) in zip(self.masks, key)
+        ):
+            self._multiplier_cache = [
+                None if bool(mask.all()) else mask.to(layer.weight.dtype) for layer, mask in self
+            ]
+            self._multiplier_key = [(mask, mask._version) for mask in self.masks]
+        return self._multiplier_cache
+
+    def _multiply(self, tensors: list[torch.Tensor | None]) -> None:
+        pairs = [(tensor, multiplier) for tensor, multiplier in zip(tensors, self._multipliers())
+                 if tensor is not None and multiplier is not None and tensor.shape == multiplier.shape]
+        if pairs:
+            torch._foreach_mul_([tensor for tensor, _ in pairs], [multiplier for _, multiplier in pairs])
+
+    def __getstate__(self) -> dict:
+        # The float copies are a cache: checkpoints carry the boolean masks only.
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_multiplier")}
 
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every pruned weight (call after each optimizer step)."""
-        for layer, mask in self:
-            layer.weight.masked_fill_(~mask, 0)
+        self._multiply([layer.weight for layer in self.layers])
 
     @torch.no_grad()
     def apply_to_gradients(self) -> None:
         """Zero the gradients of pruned weights."""
-        for layer, mask in self:
-            if layer.weight.grad is not None:
-                layer.weight.grad.masked_fill_(~mask, 0)
+        self._multiply([layer.weight.grad for layer in self.layers])
 
     @torch.no_grad()
     def apply_to_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -93,10 +115,9 @@ class WeightMasks:
         Without this, momentum keeps pushing a weight that the mask just
         removed, and a regrown weight would not start from zero state.
         """
-        for layer, mask in self:
-            for value in optimizer.state.get(layer.weight, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == mask.shape:
-                    value.masked_fill_(~mask, 0)
+        states = [optimizer.state.get(layer.weight, {}) for layer in self.layers]
+        for name in {name for state in states for name, value in state.items() if isinstance(value, torch.Tensor)}:
+            self._multiply([state.get(name) for state in states])
 
     @torch.no_grad()
     def drop(self, index: int, positions: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
