@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .presets import describe_presets, preset_path
+import greentune
+from greentune import UsageError
+
+from .presets import describe_presets
 
 if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do without it
     from .config import SearchConfig
@@ -23,76 +25,38 @@ if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do 
 USAGE_ERROR = 2
 
 
-class UsageError(Exception):
-    """A problem the user can fix; each line of ``lines`` names one."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = lines
-        super().__init__("; ".join(lines))
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         raise UsageError([f"{message} (see `{self.prog} --help`)"])
 
 
-def _load(args: argparse.Namespace) -> SearchConfig:
-    from trainables.trial import ConfigError
-
-    from .config import load_search
-
-    try:
-        path = Path(args.config) if args.config else preset_path(args.preset or "default")
-        search = load_search(path)
-    except (ConfigError, ValueError) as error:
-        raise UsageError(getattr(error, "problems", [str(error)])) from None
-    if args.num_trials is not None:
-        search.settings["num_trials"] = args.num_trials
-    if args.seed is not None:
-        search.settings["seed"] = args.seed
-    if args.energy_budget is not None:
-        if args.energy_budget <= 0:
-            raise UsageError([f"--energy-budget must be a positive number of joules, got {args.energy_budget}"])
-        search.settings["energy_budget_j"] = args.energy_budget
-    return search
-
-
 def command_run(args: argparse.Namespace) -> int:
     """Run a search and print its Pareto-optimal trials."""
-    from .runner import run_search
-
     if args.config and args.preset:
         raise UsageError(["give either --preset or --config, not both"])
-    search = _load(args)
-    name = Path(args.config).stem if args.config else (args.preset or "default")
-    results_dir = Path(args.results) if args.results else Path("greentune-results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    budget = search.settings["energy_budget_j"]
-    limit = f" (or until {budget:.4g} J are spent)" if budget else ""
-    print(f"greentune: {search.settings['num_trials']} trials of {name!r}{limit}; results in {results_dir.resolve()}", flush=True)
-    try:
-        results = run_search(search, results_dir, address=args.address, storage=args.storage)
-    except ValueError as error:  # a cluster that cannot be reached, a grid without lists
-        raise UsageError([str(error)]) from None
-    _summarise(results, search, results_dir)
+    if args.energy_budget is not None and args.energy_budget <= 0:
+        raise UsageError([f"--energy-budget must be a positive number of joules, got {args.energy_budget}"])
+    flags = {"num_trials": args.num_trials, "seed": args.seed, "energy_budget_j": args.energy_budget}
+    overrides = {field: value for field, value in flags.items() if value is not None}
+    search = Path(args.config) if args.config else (args.preset or "default")
+    results = greentune.run(search, results=args.results, address=args.address, storage=args.storage, **overrides)
+    _summarise(results)
     return 0
 
 
 def command_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted search in its results directory."""
-    from .runner import resume_search
-
-    try:
-        search, results = resume_search(Path(args.results), address=args.address)
-    except ValueError as error:
-        raise UsageError([str(error)]) from None
-    _summarise(results, search, Path(args.results))
+    results = greentune.resume(args.results, address=args.address)
+    _summarise(results)
     return 0
 
 
-def _summarise(results: pd.DataFrame, search: SearchConfig, results_dir: Path) -> None:
+def _summarise(run: greentune.Results) -> None:
     from analysis.repeats import format_approach_means
 
     from .runner import trial_energy
+
+    results, search = run.trials, run.search
 
     spent = sum(trial_energy(row) for row in results.to_dict("records"))
     sources = ", ".join(sorted(results["energy_source"].dropna().unique())) if "energy_source" in results else "none"
@@ -108,7 +72,7 @@ def _summarise(results: pd.DataFrame, search: SearchConfig, results_dir: Path) -
     budget = search.settings["energy_budget_j"]
     if budget:
         print(f"energy budget: {spent / budget:.0%} of {budget:.4g} J spent; {budget_outcome(results, search)}")
-    print(f"results: {(results_dir / 'results.parquet').resolve()} (and results.csv, history.parquet)")
+    print(f"results: {run.directory / 'results.parquet'} (and results.csv, history.parquet)")
 
 
 def budget_outcome(results: pd.DataFrame, search: SearchConfig) -> str:
@@ -137,29 +101,22 @@ def front_table(results: pd.DataFrame, objectives: dict[str, str], constraints=(
 def command_analyze(args: argparse.Namespace) -> int:
     """Print a search's front and tables; write its plots and one HTML report next to its results."""
     import analysis
-    from analysis.report import REPORT_FILE, build_figures, write_plots, write_report
+    from analysis.report import REPORT_FILE
 
-    path = Path(args.path)
-    try:
-        trials = analysis.load(path)
-        history = analysis.load_history(path)
-        objectives = analysis.parse_objectives(args.objectives, trials.attrs.get("objectives")) if args.objectives else None
-        result = analysis.analyse(trials, objectives, baseline=args.baseline, constraints=args.constraint, rows=args.rows)
-    except ValueError as error:
-        raise UsageError([str(error)]) from None
-    for note in dict.fromkeys(result.notes + history.attrs.get("problems", [])):
+    out = Path(args.out) if args.out else greentune.api.report_directory(args.path)
+    result = greentune.analyze(
+        args.path, objectives=args.objectives, baseline=args.baseline, constraints=args.constraint, rows=args.rows,
+        report=False if args.no_report else out,
+    )
+    for note in dict.fromkeys(result.notes):
         print(f"greentune: note: {note}", file=sys.stderr)
-    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent) / "analysis"
     if args.format in ("csv", "parquet"):
         print("\n".join(map(str, analysis.write_tables(result, out, args.format))))
     else:
         present = {"text": analysis.format_text, "markdown": analysis.format_markdown, "json": analysis.to_json}
         print(present[args.format](result))
     if not args.no_report:
-        figures = build_figures(result, history)
-        write_plots(figures, out)
-        report = write_report(result, figures, out / REPORT_FILE)
-        print(f"greentune: {len(figures)} plots and the report: {report.resolve()}", file=sys.stderr)
+        print(f"greentune: plots and the report: {(out / REPORT_FILE).resolve()}", file=sys.stderr)
     return 0
 
 
@@ -171,14 +128,7 @@ def command_presets(args: argparse.Namespace) -> int:
 
 def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
-    from trainables.trial import ConfigError
-
-    from .config import load_search
-
-    try:
-        search = load_search(Path(args.file))
-    except ConfigError as error:
-        raise UsageError(error.problems) from None
+    _, search = greentune.api.load(Path(args.file))
     approaches = ", ".join(approach.name for approach in search.approaches)
     print(f"{args.file}: ok ({search.settings['num_trials']} trials over {approaches})")
     return 0

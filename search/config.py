@@ -123,13 +123,18 @@ class SearchConfig:
 
 def load_search(path: Path) -> SearchConfig:
     """Read and check a YAML search file; every problem is in the raised ConfigError."""
+    return parse_search(read_search_file(path))
+
+
+def read_search_file(path: Path) -> Any:
+    """A YAML search file's contents, unchecked (an empty file is ``{}``), so overrides can join before ``parse_search``."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError([f"no search file at {path}"]) from None
     except yaml.YAMLError as error:
         raise ConfigError([f"{path} is not valid YAML: {str(error).splitlines()[0]}"]) from None
-    return parse_search(raw if raw is not None else {})
+    return raw if raw is not None else {}
 
 
 def parse_search(raw: Any) -> SearchConfig:
