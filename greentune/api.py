@@ -153,3 +153,35 @@ def load(search: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> tup
         raise UsageError(error.problems) from None
     except ValueError as error:  # an unknown preset
         raise UsageError([str(error)]) from None
+
+
+def techniques(*names: str) -> pd.DataFrame:
+    """Every technique (or those ``names``, registered names or import paths) with its parameters, one row each.
+
+    Columns: ``technique``, ``origin`` (built-in, plug-in DIST, import path),
+    ``parameter``, ``default`` and ``searched`` (the declared domain a search
+    samples, or ``not searched`` for a parameter a search file can only fix).
+    """
+    import inspect
+
+    import pandas as pd
+
+    from techniques.registry import available, origin, parameter_defaults, technique_class
+
+    try:
+        classes = {name: technique_class(name) for name in names} if names else available()
+    except ValueError as error:
+        raise UsageError([str(error)]) from None
+    rows = []
+    for name, cls in sorted(classes.items()):
+        defaults = parameter_defaults(cls)
+        for parameter, default in defaults.items() or [(None, None)]:
+            domain = cls.space.get(parameter)
+            rows.append({
+                "technique": name,
+                "origin": origin(name),
+                "parameter": parameter,
+                "default": None if default is inspect.Parameter.empty else default,
+                "searched": domain.describe() if domain is not None else "not searched" if parameter else None,
+            })
+    return pd.DataFrame(rows, columns=["technique", "origin", "parameter", "default", "searched"], dtype=object)

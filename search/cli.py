@@ -126,6 +126,19 @@ def command_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_techniques(args: argparse.Namespace) -> int:
+    """List techniques with each parameter's default and the domain a search samples."""
+    table = greentune.techniques(*args.names)
+    for (name, origin), rows in table.groupby(["technique", "origin"], sort=False):
+        print(f"{name} ({origin})")
+        for row in rows.itertuples():
+            if row.parameter is None:
+                print("  no parameters")
+            else:
+                print(f"  {row.parameter:<24} default {row.default!r:<12} {row.searched}")
+    return 0
+
+
 def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
     _, search = greentune.api.load(Path(args.file))
@@ -173,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("results", help="the results directory of the search")
     resume.add_argument("--address", help="Ray cluster address; default: a local Ray")
     resume.set_defaults(handler=command_resume)
+
+    listing = commands.add_parser(
+        "techniques",
+        help="list techniques and their parameters",
+        description="List every technique (built-in, or a plug-in from the greentune.techniques entry-point group) "
+        "with each parameter's default and searched domain. Examples: `greentune techniques`, "
+        "`greentune techniques granet gmp`, `greentune techniques my_package.module:MyTechnique`.",
+    )
+    listing.add_argument("names", nargs="*", metavar="NAME", help="technique names or import paths (default: all)")
+    listing.set_defaults(handler=command_techniques)
 
     validate = commands.add_parser(
         "validate", help="check a search file", description="Check a search file: `greentune validate my-search.yaml`."

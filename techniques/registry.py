@@ -1,7 +1,18 @@
-"""Techniques by name: every module in this package registers its classes.
+"""Techniques by name: built-in modules, installed plug-ins and import paths.
 
-Discovery imports each module of the package once, so a new technique needs
-only its own module; no list elsewhere has to be edited.
+Discovery imports each module of this package once, so a new technique needs
+only its own module; no list elsewhere has to be edited. Techniques from
+outside come two ways, both without editing greentune:
+
+- a distribution's entry point in the group ``greentune.techniques``
+  (``my_technique = my_package.module:MyTechnique``; the entry point's name
+  is the technique's ``name``), found on first use;
+- an import path in a search file's ``techniques:``
+  (``my_package.module:MyTechnique``), which is then the technique's name
+  there, in its ``params`` and in the trial config.
+
+Both resolve again inside each Ray worker, so the module must be importable
+there: installed, or on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -9,11 +20,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from importlib.metadata import entry_points
 from typing import Any, Mapping
 
 from .base import Stack, Technique
 
+ENTRY_POINT_GROUP = "greentune.techniques"
 _REGISTRY: dict[str, type[Technique]] = {"baseline": Technique}
+_IMPORTED: dict[str, type[Technique]] = {}  # by import path; not listed by ``available``
+_PLUGINS: dict[str, str] = {}  # technique name -> the distribution whose entry point registered it
 _discovered = False
 
 
@@ -26,27 +41,95 @@ def register(cls: type[Technique]) -> type[Technique]:
 
 
 def available() -> dict[str, type[Technique]]:
-    """All registered techniques, ``{name: class}``, importing them on first use."""
+    """All registered techniques, built-in and plug-in, ``{name: class}``, importing them on first use."""
     global _discovered
     if not _discovered:
         package = importlib.import_module(__package__)
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{__package__}.{module.name}")
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            _register_entry_point(entry)
         _discovered = True
     return dict(_REGISTRY)
 
 
+def _register_entry_point(entry) -> None:
+    where = f"entry point {entry.name!r} ({entry.value}) in group {ENTRY_POINT_GROUP}"
+    if entry.dist is not None:
+        where += f" of {entry.dist.name}"
+    try:
+        cls = _technique(entry.load(), where)
+    except ImportError as error:
+        raise ValueError(f"{where} cannot be loaded: {type(error).__name__}: {error}") from None
+    except AttributeError as error:
+        raise ValueError(f"{where} cannot be loaded: {error}") from None
+    if cls.name != entry.name:
+        raise ValueError(f"{where} loads a technique named {cls.name!r}; set name = {entry.name!r} on the class")
+    if _REGISTRY.get(cls.name) is not cls:
+        register(cls)
+    _PLUGINS[cls.name] = entry.dist.name if entry.dist is not None else "an entry point"
+
+
+def _technique(obj: Any, where: str) -> type[Technique]:
+    if not (isinstance(obj, type) and issubclass(obj, Technique)):
+        raise ValueError(f"{where} is {obj!r}, not a subclass of techniques.Technique")
+    return obj
+
+
+def _import(path: str) -> type[Technique]:
+    """The class at ``package.module:Class``, checked to be a technique."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"technique import path {path!r} must look like my_package.module:MyTechnique")
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ValueError(
+            f"technique {path!r}: no module named {error.name!r} (install it, or put its folder on PYTHONPATH)"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"technique {path!r}: module {module_name!r} has no {attribute!r}")
+        obj = getattr(obj, part)
+    return _technique(obj, f"technique {path!r}")
+
+
 def technique_class(name: str) -> type[Technique]:
+    """The technique registered as ``name``, or the class at the import path ``name``."""
     registry = available()
-    if name not in registry:
-        raise ValueError(f"unknown technique {name!r}; choose from {', '.join(sorted(registry))}")
-    return registry[name]
+    if name in registry:
+        return registry[name]
+    if ":" in name:
+        if name not in _IMPORTED:
+            _IMPORTED[name] = _import(name)
+        return _IMPORTED[name]
+    raise ValueError(
+        f"unknown technique {name!r}; choose from {', '.join(sorted(registry))}, "
+        "or give an import path such as my_package.module:MyTechnique"
+    )
 
 
 def parameter_names(cls: type[Technique]) -> list[str]:
     """The keyword arguments a technique's constructor accepts."""
+    return list(parameter_defaults(cls))
+
+
+def parameter_defaults(cls: type[Technique]) -> dict[str, Any]:
+    """Each constructor parameter's default (``inspect.Parameter.empty`` where it has none)."""
     signature = inspect.signature(cls.__init__)
-    return [name for name in signature.parameters if name != "self"]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {
+        name: parameter.default
+        for name, parameter in signature.parameters.items()
+        if name != "self" and parameter.kind not in variadic
+    }
+
+
+def origin(name: str) -> str:
+    """Where a technique comes from: ``built-in``, ``plug-in DIST`` or ``import path``."""
+    if name in _PLUGINS:
+        return f"plug-in {_PLUGINS[name]}"
+    return "import path" if name in _IMPORTED else "built-in"
 
 
 def create(names: list[str], params: Mapping[str, Mapping[str, Any]] | None = None) -> Technique:

@@ -32,11 +32,17 @@ class _Range:
 
 
 class Float(_Range):
+    def describe(self) -> str:
+        return f"float in [{self.low:g}, {self.high:g}]" + (", log scale" if self.log else "")
+
     def contains(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
 
 class Int(_Range):
+    def describe(self) -> str:
+        return f"int in [{self.low}, {self.high}]" + (", log scale" if self.log else "")
+
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
 
@@ -50,6 +56,9 @@ class Choice:
 
     def contains(self, value: Any) -> bool:
         return value in self.options
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(map(str, self.options))
 
     def narrow(self, override: Any) -> "Param | Fixed":
         if isinstance(override, (list, tuple)):

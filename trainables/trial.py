@@ -25,6 +25,7 @@ from techniques.registry import available
 
 from .energy import DEFAULT_WATTS_PER_CORE, open_meter
 from .loop import Training, TrainingDiverged
+from .models import is_outside_model, outside_model
 from .tasks import create_task
 
 CHECKPOINT_FILE = "training.pt"
@@ -32,7 +33,8 @@ MODEL_FILE = "model.pt"  # the exported network, in the final checkpoint
 TRIAL_FIELDS = {
     "task": "task name",
     "task_options": "keyword arguments of the task",
-    "model": "model variant of the task",
+    "model": "model variant of the task, torchvision:NAME, or an import path module:function",
+    "model_options": "keyword arguments of a torchvision or imported model",
     "techniques": "technique names, applied together",
     "train": "overrides of the task's training settings",
     "seed": "seed of initialisation, batch order and technique randomness",
@@ -89,7 +91,7 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """
     problems = []
     technique_names = list(config.get("techniques") or ["baseline"])
-    known = set(TRIAL_FIELDS) | set(available())
+    known = set(TRIAL_FIELDS) | set(available()) | set(technique_names)  # an import path names its own field
     for field in config:
         if field not in known:
             problems.append(f"unknown field {field!r}; valid fields: {', '.join(sorted(TRIAL_FIELDS))}")
@@ -105,7 +107,13 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
             problems.append(str(error))
 
     model = config.get("model", task.default_model)
-    attempt(lambda: task.check_model(model))
+    model_options = dict(config.get("model_options") or {})
+    if is_outside_model(model):
+        model = attempt(lambda: outside_model(model, model_options))
+    else:
+        attempt(lambda: task.check_model(model))
+        if model_options:
+            problems.append(f"model_options apply to a torchvision:NAME or imported model, not the task's variant {model!r}")
     parts = {
         "task": task,
         "model": model,
