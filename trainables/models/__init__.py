@@ -3,15 +3,22 @@
 ``create_model(name, **kwargs)`` drops ``None`` keyword arguments, so an
 option a config leaves unset keeps the model's own default. Model modules
 import only ``torch`` and shared layers, never each other's internals.
+
+A search may also name a model from outside a task: ``torchvision:resnet18``
+or an import path ``my_pkg.models:make_net``, built with ``model_options``
+(``outside_model``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
+
+from ..imports import load_object
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -43,3 +50,34 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in available_models():
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(available_models())}")
     return _MODELS[name](**{key: value for key, value in kwargs.items() if value is not None})
+
+
+def is_outside_model(name: Any) -> bool:
+    """Whether a config's ``model`` names a model from outside the task (``torchvision:NAME`` or ``module:function``)."""
+    return isinstance(name, str) and ":" in name
+
+
+def outside_model(name: str, options: Mapping[str, Any]) -> Callable[[], nn.Module]:
+    """A builder of model ``name`` with ``options``, checked by building it once.
+
+    The trial builds its own after seeding, so every seed starts from its own
+    initialisation.
+    """
+    builder = functools.partial(_build_outside_model, name, dict(options))
+    builder()
+    return builder
+
+
+def _build_outside_model(name: str, options: Mapping[str, Any]) -> nn.Module:
+    from .torchvision_models import PREFIX, torchvision_model
+
+    if name.startswith(PREFIX):
+        return torchvision_model(name.removeprefix(PREFIX), **options)
+    function = load_object(name, "model")
+    try:
+        model = function(**options) if callable(function) else function
+    except TypeError as error:
+        raise ValueError(f"model {name!r}: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model

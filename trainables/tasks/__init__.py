@@ -1,7 +1,10 @@
-"""Tasks by name: data, model variants, loss, quality metric and training defaults.
+"""Tasks by name or by import path: data, model variants, loss, quality metric and training defaults.
 
 Each module in this package registers its task with ``@register_task``;
-``create_task(name, **options)`` builds one. A task's training defaults are a
+``create_task(name, **options)`` builds one. A name with a colon,
+``my_pkg.my_module:make_task``, is imported instead: a ``Task`` subclass or
+a factory returning a ``Task``, called with the options, so users bring
+their own tasks without editing greentune. A task's training defaults are a
 ``TrainSettings`` that a trial's ``train:`` overrides field by field.
 """
 
@@ -11,12 +14,13 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
-from ..data import DeviceData
+from ..data import DeviceData, as_data
+from ..imports import load_object
 
 
 @dataclass(frozen=True)
@@ -73,32 +77,93 @@ class TrainSettings:
 
 
 class Task:
-    """A supervised problem: splits on a device, named model variants, a quality metric."""
+    """A supervised problem: data, named model variants, a loss and a quality metric.
+
+    A task of one's own subclasses this (or is a ``SimpleTask``) and gives:
+
+    - ``data()``: the training and held-out splits, each as ``(inputs,
+      targets)`` tensors (kept on the device), a map-style
+      ``torch.utils.data.Dataset`` of ``(input, target)`` pairs (streamed
+      through a DataLoader with ``num_workers`` workers and pinned memory;
+      a batch data selection skips is never read), or a function
+      ``batch_size -> DataLoader`` (used as it comes). Built-in tasks
+      override ``splits`` instead, to place data on the device themselves;
+    - ``models``: ``{variant: function returning an nn.Module}`` (or variant
+      names with ``build_model``) and ``default_model``;
+    - ``loss_fn(outputs, targets)``;
+    - ``quality`` and ``mode``: the metric searched (``"min"`` or ``"max"``).
+      The default ``evaluate`` reports ``test_loss`` and, for integer class
+      targets, ``accuracy``; override it for other metrics;
+    - ``defaults``: ``TrainSettings``, which a search's ``train:`` overrides.
+    """
 
     name: ClassVar[str]
-    quality: ClassVar[str]  # the metric reported as ``quality``
-    mode: ClassVar[str]  # "min" or "max" for the quality metric
-    models: ClassVar[tuple[str, ...]]
+    quality: ClassVar[str] = "test_loss"  # the metric reported as ``quality``
+    mode: ClassVar[str] = "min"  # "min" or "max" for the quality metric
+    models: ClassVar[tuple[str, ...] | Mapping[str, Callable[[], nn.Module]]]
     default_model: ClassVar[str]
     defaults: ClassVar[TrainSettings] = TrainSettings()
+    num_workers: ClassVar[int] = 0  # DataLoader workers for a streamed Dataset
+    eval_batch_size: ClassVar[int] = 1000
 
-    def splits(self, device: torch.device, batch_size: int, seed: int) -> tuple[DeviceData, DeviceData]:
-        """Training and held-out data on ``device``."""
-        raise NotImplementedError
+    def data(self) -> tuple[Any, Any]:
+        """Training and held-out data: tensors, a Dataset or a DataLoader factory each (see the class)."""
+        raise NotImplementedError(f"task {type(self).__name__} must define data() (or splits())")
+
+    def splits(self, device: torch.device, batch_size: int, seed: int) -> tuple[Any, Any]:
+        """Training and held-out data as the loop reads them (``trainables.data``)."""
+        train, held_out = self.data()
+        return (
+            as_data(train, device, batch_size, seed=seed, num_workers=self.num_workers),
+            as_data(held_out, device, self.eval_batch_size, num_workers=self.num_workers),
+        )
 
     def build_model(self, variant: str) -> nn.Module:
-        raise NotImplementedError
+        self.check_model(variant)
+        return self.models[variant]()
 
     def loss_fn(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"task {type(self).__name__} must define loss_fn(outputs, targets)")
 
-    def evaluate(self, model: nn.Module, train: DeviceData, held_out: DeviceData) -> dict[str, float]:
-        """Metrics of the current model; must include ``self.quality``."""
-        raise NotImplementedError
+    def evaluate(self, model: nn.Module, train, held_out) -> dict[str, float]:
+        """Metrics of the current model; must include ``self.quality``.
+
+        By default the held-out mean loss, and the accuracy of the argmax
+        where targets are integer class labels.
+        """
+        loss, correct, count = 0.0, 0, 0
+        for inputs, targets in held_out.batches():
+            outputs = model(inputs)
+            loss += float(self.loss_fn(outputs, targets)) * len(targets)
+            if not targets.is_floating_point() and outputs.dim() == targets.dim() + 1:
+                correct += int((outputs.argmax(-1) == targets).sum())
+            count += len(targets)
+        metrics = {"test_loss": loss / count}
+        if not targets.is_floating_point():
+            metrics["accuracy"] = correct / count
+        return metrics
 
     def check_model(self, variant: str) -> None:
         if variant not in self.models:
             raise ValueError(f"task {self.name!r} has no model {variant!r}; choose from {', '.join(self.models)}")
+
+
+class SimpleTask(Task):
+    """A task from its parts, for a factory to return: ``SimpleTask(train=(x, y), held_out=..., models=..., loss=...)``."""
+
+    def __init__(self, *, train: Any, held_out: Any, models: Mapping[str, Callable[[], nn.Module]],
+                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], quality: str = "test_loss", mode: str = "min",
+                 default_model: str | None = None, defaults: TrainSettings = TrainSettings(), num_workers: int = 0,
+                 name: str = "simple"):
+        self.name, self._train, self._held_out, self.models, self._loss = name, train, held_out, dict(models), loss
+        self.quality, self.mode, self.defaults, self.num_workers = quality, mode, defaults, num_workers
+        self.default_model = default_model if default_model is not None else next(iter(self.models), "")
+
+    def data(self):
+        return self._train, self._held_out
+
+    def loss_fn(self, outputs, targets):
+        return self._loss(outputs, targets)
 
 
 _TASKS: dict[str, type[Task]] = {}
@@ -116,13 +181,40 @@ def available_tasks() -> dict[str, type[Task]]:
 
 
 def create_task(name: str, **options: Any) -> Task:
+    """A registered task by name, or an imported one (``module:attribute``), built with ``options``."""
+    if ":" in name:
+        return _imported_task(name, options)
     tasks = available_tasks()
     if name not in tasks:
-        raise ValueError(f"unknown task {name!r}; choose from {', '.join(sorted(tasks))}")
+        raise ValueError(
+            f"unknown task {name!r}; choose from {', '.join(sorted(tasks))}, or give an import path module:factory"
+        )
     try:
         return tasks[name](**options)
     except TypeError as error:
         raise ValueError(f"task {name!r}: {error}") from None
+
+
+def _imported_task(path: str, options: Mapping[str, Any]) -> Task:
+    target = load_object(path, "task")
+    if not callable(target):
+        raise ValueError(f"task {path!r} is a {type(target).__name__}; name a Task subclass or a function returning a Task")
+    try:
+        task = target(**options)
+    except TypeError as error:
+        raise ValueError(f"task {path!r}: {error}") from None
+    if not isinstance(task, Task):
+        raise ValueError(
+            f"task {path!r} returned a {type(task).__name__}, not a trainables.tasks.Task; "
+            "return a Task subclass's instance or a SimpleTask"
+        )
+    if not isinstance(getattr(task, "name", None), str):
+        task.name = path
+    missing = [attribute for attribute in ("models", "default_model") if not hasattr(task, attribute)]
+    if missing or task.mode not in ("min", "max"):
+        what = f"sets no {missing[0]}" if missing else f"has mode {task.mode!r}, not 'min' or 'max'"
+        raise ValueError(f"task {path!r} {what}; see trainables.tasks.Task for what a task gives")
+    return task
 
 
 def mean_loss(model: nn.Module, data: DeviceData, loss_fn) -> float:
