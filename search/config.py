@@ -83,6 +83,7 @@ class Approach:
     space: dict[str, dict[str, Param | Fixed]]  # technique -> parameter -> domain
     train: dict[str, Any] = field(default_factory=dict)
     given: set[tuple[str, str]] = field(default_factory=set)  # (technique, parameter) the file set
+    model_options: dict[str, Any] = field(default_factory=dict)  # for a torchvision:NAME or imported model
 
     def grid_dimensions(self) -> dict[str, tuple]:
         """``{"technique/parameter": values}`` for the parameters given as lists: a grid's axes.
@@ -157,13 +158,16 @@ def parse_search(raw: Any) -> SearchConfig:
         except ValueError as error:
             problems.append(str(error))
     objectives: dict[str, str] = {}
+    task_problem = None
     try:
         task = create_task(settings["task"], **dict(settings["task_options"] or {}))
         objectives = _objectives(settings["objectives"], task.mode, problems)
     except ValueError as error:
-        problems.append(str(error))
+        task_problem = str(error)
+        problems.append(task_problem)
     for approach in approaches:
-        problems += [f"approach {approach.name!r}: {line}" for line in check_trial_config(sample_trial(settings, approach))]
+        lines = check_trial_config(sample_trial(settings, approach))
+        problems += [f"approach {approach.name!r}: {line}" for line in lines if line != task_problem]  # said once
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
@@ -238,8 +242,10 @@ def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
         problems.append(f"approach {name!r} must be a mapping with techniques, model, params and train")
         return Approach(name, ["baseline"], None, {})
     for key in spec:
-        if key not in ("techniques", "model", "params", "train"):
-            problems.append(f"approach {name!r} has unknown field {key!r}; valid: techniques, model, params, train")
+        if key not in ("techniques", "model", "model_options", "params", "train"):
+            problems.append(
+                f"approach {name!r} has unknown field {key!r}; valid: techniques, model, model_options, params, train"
+            )
     names = spec.get("techniques") or ["baseline"]
     if isinstance(names, str):
         names = [names]
@@ -271,7 +277,11 @@ def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
     if not isinstance(train, dict):
         problems.append(f"approach {name!r}: train must be a mapping of settings, e.g. {{lr: 0.01}}")
         train = {}
-    return Approach(name, list(names), spec.get("model"), space, dict(train), given)
+    model_options = spec.get("model_options") or {}
+    if not isinstance(model_options, dict):
+        problems.append(f"approach {name!r}: model_options must be a mapping of keyword arguments, e.g. {{num_classes: 10}}")
+        model_options = {}
+    return Approach(name, list(names), spec.get("model"), space, dict(train), given, dict(model_options))
 
 
 def first_points(entries: list, approaches: list[Approach]) -> list[dict[str, Any]]:
@@ -367,6 +377,8 @@ def trial_config(search: SearchConfig, approach: Approach, values: Mapping[str, 
     config["train"] = {**config["train"], **approach.train}
     if approach.model is not None:
         config["model"] = approach.model
+    if approach.model_options:
+        config["model_options"] = dict(approach.model_options)
     config.update({technique: dict(params) for technique, params in values.items() if params})
     return config
 

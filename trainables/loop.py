@@ -24,7 +24,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ class Training:
         technique: Technique,
         settings: TrainSettings,
         *,
-        model: str,
+        model: str | Callable[[], nn.Module],
         seed: int,
         meter: EnergyMeter,
         device: torch.device | str = "cpu",
@@ -73,7 +73,8 @@ class Training:
         self._statistics_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
 
         self.step = 0
-        self.model = task.build_model(model).to(self.device)
+        built = model() if callable(model) else task.build_model(model)  # a builder: a model from outside the task
+        self.model = built.to(self.device)
         self.model = technique.prepare(self.model, self)
         self._apply_memory_format()
         self.optimizer = self.make_optimizer(self.model)
@@ -101,11 +102,7 @@ class Training:
         )
 
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        size = min(self.settings.batch_size, len(self.train_data.inputs))
-        indices = torch.randint(
-            len(self.train_data.inputs), (size,), generator=self._statistics_generator, device=self.device
-        )
-        return self.train_data.take(indices)
+        return self.train_data.sample(self.settings.batch_size, self._statistics_generator)
 
     def structure_changed(self) -> None:
         self._step_flops = None
