@@ -26,10 +26,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-RESULTS_FILES = ("results.parquet", "results.csv")
-HISTORY_FILE = "history.parquet"
-SEARCH_RECORD = "search.yaml"
-TUNE_DIR = "tune"  # search.runner.TUNE_DIR; not imported, which would import Ray
+from .layout import HISTORY_FILE, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, tables
+
 IDENTITY = ["trial_id", "approach", "techniques", "model", "seed", "repeat_group", "status", "error"]
 COSTS = ["energy_j", "energy_source", "time_s", "flops", "params", "params_total", "kept_steps", "eval_energy_j", "eval_time_s"]
 # Ray Tune's bookkeeping, not results; ``timestamp`` stays: it orders trials in time.
@@ -96,8 +94,6 @@ def _read(source: Any, *, want_history: bool) -> tuple[pd.DataFrame, pd.DataFram
         settings = {"objectives": source.attrs.get("objectives"), "constraints": source.attrs.get("constraints", [])}
         return source.copy(), source.copy(), problems, settings
     if not isinstance(source, (str, os.PathLike)):
-        from search.runner import tables  # a ResultGrid: the runner's own conversion
-
         trials, history = tables(source)
         experiment = getattr(source, "experiment_path", None)  # results_dir/tune when the runner wrote it
         record = search_record(Path(experiment).parent) if experiment and "://" not in str(experiment) else None
@@ -186,7 +182,7 @@ class _CheckpointFolder:
 
 @dataclass
 class _TrialFolder:
-    """A Ray Tune trial folder, shaped like ``ray.tune.Result`` for ``search.runner.tables``."""
+    """A Ray Tune trial folder, shaped like ``ray.tune.Result`` for ``analysis.layout.tables``."""
 
     path: str
     config: dict
@@ -197,8 +193,6 @@ class _TrialFolder:
 
 
 def _read_trial_dirs(trial_dirs: list[Path], problems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from search.runner import tables
-
     folders, unreadable, partial = [], 0, 0
     for directory in trial_dirs:
         try:

@@ -25,14 +25,11 @@ import pandas as pd
 import yaml
 from ray.tune import Callback, Stopper
 
+from analysis.layout import RESULT_FILES, TUNE_DIR, storable, tables
 from trainables.tasks import create_task
-from trainables.trial import MODEL_FILE
 
 from .config import SearchConfig, parse_search
 from .schedulers import make_scheduler
-
-TUNE_DIR = "tune"
-
 
 def run_search(
     search: SearchConfig, results_dir: Path, *, address: str | None = None, storage: str | None = None
@@ -188,9 +185,6 @@ def _run_config(search: SearchConfig, results_dir: Path, storage: str | None):
     )
 
 
-RESULT_FILES = ("results.parquet", "results.csv", "history.parquet", "search.yaml")
-
-
 def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
     results, history = (storable(table) for table in tables(grid))
     results.to_parquet(results_dir / "results.parquet", index=False)
@@ -204,16 +198,6 @@ def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
         for name in RESULT_FILES:
             pyarrow.fs.copy_files(str(results_dir / name), f"{root}/{name}", local, target)
     return results
-
-
-def storable(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns mixing types, as a choice like ``("auto", 0.5)`` gives, as strings: parquet needs one type per column."""
-    table = table.copy()
-    for column in table.columns[table.dtypes == object]:
-        present = table[column].dropna()
-        if present.map(type).nunique() > 1:
-            table[column] = table[column].map(str).where(table[column].notna())
-    return table
 
 
 class EnergyBudget(Stopper):
@@ -248,61 +232,6 @@ def trial_resources(requested: Mapping[str, Any], cluster: Mapping[str, float]) 
     if gpu == "auto":
         gpu = 1 if cluster.get("GPU", 0) >= 1 else 0
     return {"cpu": requested.get("cpu", 1), "gpu": gpu}
-
-
-def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-trial final rows and per-evaluation history from a Ray Tune ResultGrid."""
-    rows, histories = [], []
-    for result in grid:
-        metrics = dict(result.metrics or {})
-        trial_id = metrics.get("trial_id") or Path(result.path).name
-        config = result.config or {}
-        row = {
-            "trial_id": trial_id,
-            "approach": config.get("approach"),
-            "techniques": "+".join(config.get("techniques") or ["baseline"]),
-            "model": config.get("model"),
-            "seed": config.get("seed"),
-            "repeat_group": config.get("repeat_group"),
-            "status": _status(result, metrics),
-            "error": str(result.error).splitlines()[0] if result.error else None,
-            "model_file": _exported_model(result, metrics),
-        }
-        row.update({f"config/{key}": value for key, value in _flatten(config).items()})
-        row.update({key: value for key, value in metrics.items() if key not in row and not isinstance(value, dict)})
-        rows.append(row)
-        if result.metrics_dataframe is not None and len(result.metrics_dataframe):
-            histories.append(result.metrics_dataframe.assign(trial_id=trial_id))
-    results = pd.DataFrame(rows)
-    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
-    return results, history
-
-
-def _exported_model(result, metrics: Mapping[str, Any]) -> str | None:
-    """Where a finished trial's exported network lies: in its final checkpoint, on the experiment's storage."""
-    if not metrics.get("complete") or result.checkpoint is None:
-        return None
-    return f"{result.checkpoint.path}/{MODEL_FILE}"
-
-
-def _status(result, metrics: Mapping[str, Any]) -> str:
-    if result.error:
-        return "error"
-    if metrics.get("diverged"):
-        return "diverged"
-    return "finished" if metrics.get("complete") else "stopped"
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        elif isinstance(value, (list, tuple)):
-            flat[f"{prefix}{key}"] = "+".join(map(str, value))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 RECORD_FIELDS = ("greentune_version", "git_commit", "started", "storage")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 import ray
@@ -56,9 +53,3 @@ def test_usage_errors_are_an_exception_naming_every_problem(tmp_path):
         greentune.run(tmp_path / "missing.yaml")
     with pytest.raises(greentune.UsageError, match="holds no results"):
         greentune.analyze(tmp_path)
-
-
-def test_importing_greentune_loads_neither_ray_nor_torch():
-    code = "import greentune, sys; print(sorted(m for m in ('ray', 'torch', 'search') if m in sys.modules))"
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert output.strip() == "[]"

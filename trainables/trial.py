@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 
 import techniques
+from analysis.layout import MODEL_FILE
 from techniques.registry import available
 
 from .energy import DEFAULT_WATTS_PER_CORE, open_meter
@@ -29,7 +30,6 @@ from .models import is_outside_model, outside_model
 from .tasks import create_task
 
 CHECKPOINT_FILE = "training.pt"
-MODEL_FILE = "model.pt"  # the exported network, in the final checkpoint
 TRIAL_FIELDS = {
     "task": "task name",
     "task_options": "keyword arguments of the task",

@@ -1,0 +1,86 @@
+"""The results directory's layout: its file names, and the per-trial table built from Ray Tune's results.
+
+Both the search (which writes the tables) and ``analysis.load`` (which
+reads them, or rebuilds them from Ray Tune's trial folders when they are
+missing) use this module, so the layout is stated once and ``analysis``
+needs nothing from ``search``. It imports neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+RESULTS_FILES = ("results.parquet", "results.csv")
+HISTORY_FILE = "history.parquet"
+SEARCH_RECORD = "search.yaml"
+RESULT_FILES = (*RESULTS_FILES, HISTORY_FILE, SEARCH_RECORD)  # what a search writes, and copies to its storage
+TUNE_DIR = "tune"  # Ray Tune's experiment, for resuming
+MODEL_FILE = "model.pt"  # the exported network, in a finished trial's final checkpoint
+
+
+def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-trial final rows and per-evaluation history from a Ray Tune ResultGrid."""
+    rows, histories = [], []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        config = result.config or {}
+        row = {
+            "trial_id": trial_id,
+            "approach": config.get("approach"),
+            "techniques": "+".join(config.get("techniques") or ["baseline"]),
+            "model": config.get("model"),
+            "seed": config.get("seed"),
+            "repeat_group": config.get("repeat_group"),
+            "status": _status(result, metrics),
+            "error": str(result.error).splitlines()[0] if result.error else None,
+            "model_file": _exported_model(result, metrics),
+        }
+        row.update({f"config/{key}": value for key, value in _flatten(config).items()})
+        row.update({key: value for key, value in metrics.items() if key not in row and not isinstance(value, dict)})
+        rows.append(row)
+        if result.metrics_dataframe is not None and len(result.metrics_dataframe):
+            histories.append(result.metrics_dataframe.assign(trial_id=trial_id))
+    results = pd.DataFrame(rows)
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    return results, history
+
+
+def _exported_model(result, metrics: Mapping[str, Any]) -> str | None:
+    """Where a finished trial's exported network lies: in its final checkpoint, on the experiment's storage."""
+    if not metrics.get("complete") or result.checkpoint is None:
+        return None
+    return f"{result.checkpoint.path}/{MODEL_FILE}"
+
+
+def _status(result, metrics: Mapping[str, Any]) -> str:
+    if result.error:
+        return "error"
+    if metrics.get("diverged"):
+        return "diverged"
+    return "finished" if metrics.get("complete") else "stopped"
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, (list, tuple)):
+            flat[f"{prefix}{key}"] = "+".join(map(str, value))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def storable(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing types, as a choice like ``("auto", 0.5)`` gives, as strings: parquet needs one type per column."""
+    table = table.copy()
+    for column in table.columns[table.dtypes == object]:
+        present = table[column].dropna()
+        if present.map(type).nunique() > 1:
+            table[column] = table[column].map(str).where(table[column].notna())
+    return table
