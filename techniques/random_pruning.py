@@ -50,11 +50,10 @@ class RandomPruning(Technique):
         return model
 
     def after_backward(self, run: Run) -> None:
+        # Enough on its own: a weight that is zero, with zero gradient and zero
+        # optimizer state, stays exactly zero under SGD (momentum, weight decay)
+        # and Adam, so the weights and the state need no masking after the step.
         self.masks.apply_to_gradients()
-
-    def after_step(self, run: Run) -> None:
-        self.masks.apply()
-        self.masks.apply_to_optimizer(run.optimizer)
 
     def metrics(self, run: Run) -> dict[str, float]:
         return {"density": self.masks.density()}

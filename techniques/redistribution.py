@@ -82,10 +82,10 @@ class StaticSparse(Technique):
         return model
 
     def after_backward(self, run: Run) -> None:
+        # Enough on its own: a pruned weight is zero with zero optimizer state
+        # (drop and grow see to that), and with a zero gradient it stays exactly
+        # zero under SGD and Adam, so no masking is needed after the step.
         self.masks.apply_to_gradients()
-
-    def after_step(self, run: Run) -> None:
-        self.masks.apply()
 
     def metrics(self, run: Run) -> dict[str, float]:
         return {"density": self.masks.density()}

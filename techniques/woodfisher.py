@@ -43,8 +43,8 @@ class BlockFisherInverse:
             raise ValueError(f"need block_size >= 1, dampening > 0, samples >= 1; got {block_size}, {dampening}, {samples}")
         self.size, self.block_size, self.samples = size, block_size, samples
         blocks = max(1, math.ceil(size / block_size))
-        identity = torch.eye(block_size, device=device, dtype=dtype)
-        self.inverse = identity.repeat(blocks, 1, 1) / dampening
+        # Scaled before it is repeated: dividing the repeated blocks would hold two copies of them at once.
+        self.inverse = torch.eye(block_size, device=device, dtype=dtype).div_(dampening).repeat(blocks, 1, 1)
         self.gradient_sum = torch.zeros(blocks * block_size, device=device, dtype=dtype)
         self.count = 0
 

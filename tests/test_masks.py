@@ -62,3 +62,23 @@ def test_masks_zero_weights_gradients_and_optimizer_state():
     assert torch.all(model[0].weight[pruned] == 0)
     assert torch.all(optimizer.state[model[0].weight]["momentum_buffer"][pruned] == 0)
     assert masks.density() == pytest.approx((24 + 12) / (48 + 12))
+
+
+@pytest.mark.parametrize("name, params", [("random_pruning", {"sparsity": 0.8}), ("static_sparse", {"density": 0.2})])
+@pytest.mark.parametrize("train", [
+    {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-3},
+    {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3},
+])
+def test_fixed_masks_keep_pruned_weights_and_their_state_exactly_zero_from_the_gradients_alone(name, params, train):
+    import techniques
+    from helpers import make_training, run_to_end
+
+    technique = techniques.create([name], {name: params})
+    training = make_training(technique, steps=30, eval_every=30, model="wide", **train)
+    final = run_to_end(training)[-1]
+    for layer, mask in technique.masks:
+        assert torch.all(layer.weight[~mask] == 0) and torch.count_nonzero(layer.weight[mask]) == int(mask.sum())
+        for value in training.optimizer.state[layer.weight].values():
+            if value.shape == mask.shape:
+                assert torch.all(value[~mask] == 0)
+    assert final["params"] == sum(int(torch.count_nonzero(p)) for p in training.model.parameters())
