@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -170,7 +171,7 @@ class WeightMasks:
             return
         scores = torch.cat([torch.where(mask, layer.weight.abs(), -1.0).flatten() for layer, mask in self])
         kept = torch.zeros_like(scores, dtype=torch.bool)
-        kept[scores.topk(keep, sorted=False).indices] = True
+        kept[top_positions(scores, keep)] = True
         for mask, part in zip(self.masks, kept.split([mask.numel() for mask in self.masks])):
             mask.copy_(part.view_as(mask))
 
@@ -187,7 +188,7 @@ class WeightMasks:
         for layer, mask in self:
             count = math.ceil(fraction * int(mask.sum()))
             scores = torch.where(mask, layer.weight.abs(), math.inf).flatten()
-            mask.view(-1)[scores.topk(count, largest=False, sorted=False).indices] = False
+            mask.view(-1)[top_positions(scores, count, largest=False)] = False
             counts.append(count)
         return counts
 
@@ -201,9 +202,21 @@ class WeightMasks:
         """
         for (layer, mask), score, count in zip(self, scores, counts):
             candidates = torch.where(mask, -math.inf, score.abs()).flatten()
-            grown = candidates.topk(count, sorted=False).indices
+            grown = top_positions(candidates, count)
             mask.view(-1)[grown] = True
             layer.weight.view(-1)[grown] = 0.0
+
+
+def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Positions of the ``k`` largest (or smallest) of the 1-dim ``scores``, in any order, ties broken arbitrarily.
+
+    ``torch.topk``'s set; on a CPU through NumPy's introselect, several times
+    faster there, which matters because gradual pruning selects every Δt steps.
+    """
+    if scores.device.type == "cpu" and 0 < k < len(scores):
+        values = scores.numpy()
+        return torch.from_numpy(np.argpartition(-values if largest else values, k - 1)[:k])
+    return scores.topk(k, largest=largest, sorted=False).indices
 
 
 def erdos_renyi_densities(shapes: Sequence[torch.Size], density: float, kernel: bool = True) -> list[float]:
