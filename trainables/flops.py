@@ -19,6 +19,7 @@ simulated saving and the realised one side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Mapping
 
 import torch
@@ -66,12 +67,14 @@ class StepFlops:
         layer_backward = sum(layer.weight_gradient + layer.input_gradient for layer in layers.values())
         return cls(layers, other_forward, backward_total - layer_backward, batch_size)
 
-    @property
+    @cached_property  # read every step
     def dense(self) -> float:
         return self.sparse({})
 
     def sparse(self, densities: Mapping[nn.Module, LayerDensity]) -> float | torch.Tensor:
         """FLOPs of the step if each layer used only its ``densities`` fraction (missing: dense)."""
+        if not densities and "dense" in self.__dict__:
+            return self.dense
         total = self.other_forward + self.other_backward
         for layer, flops in self.layers.items():
             density = densities.get(layer)
