@@ -1,15 +1,19 @@
-"""Feather's and GraNet's training-step time relative to dense training of the same model.
+"""Sparse training's step time relative to dense training of the same model.
 
-Both keep dense weights and dense kernels: Feather thresholds every weight
-tensor and finds a global quantile each step, GraNet multiplies masks after
-each step and prunes/regrows every Δt steps. So their steps cost at least a
-dense step, while the sparse FLOP count says what a sparse kernel would
-save. This prints both side by side: measured time and energy per step over
-the dense baseline's (realised), and ``flops_sparse / flops`` (simulated).
+Every sparse technique here keeps dense weights and dense kernels: Feather
+thresholds every weight tensor and finds a global quantile each step,
+GraNet/GMP zero pruned weights after each step and prune/regrow every Δt
+steps, random pruning, static sparse training and SET (``redr_random``,
+redistributing every epoch) zero pruned gradients. So their steps cost at
+least a dense step, and what they add is their bookkeeping; the sparse FLOP
+count says what a sparse kernel would save. This prints both side by side:
+measured time and energy per step over the dense baseline's (realised), and
+``flops_sparse / flops`` (simulated).
 
-Runs in this process with the real loop, on the teacher-student MLP and on a
-CIFAR-shaped ResNet-20 fed random images, interleaving the variants over
-several rounds so machine drift hits all alike; medians of per-round ratios.
+Runs in this process with the real loop, on the teacher-student MLP, on a
+CIFAR-shaped ResNet-20 and on VGG-11 at 16x16 (both fed random images),
+interleaving the variants over several rounds so machine drift hits all
+alike; medians of per-round ratios. One thread.
 
     python benchmarks/sparse_step_time.py [--rounds 3] [--steps 40] [--device cpu]
 """
@@ -36,6 +40,9 @@ VARIANTS = {
     "feather-asl": (["feather"], {"feather": {"sparsity": SPARSITY, "backbone": "asl"}}),
     "granet": (["granet"], {"granet": {"final_sparsity": SPARSITY, "interval": 10}}),
     "gmp": (["gmp"], {"gmp": {"final_sparsity": SPARSITY, "interval": 10}}),
+    "random": (["random_pruning"], {"random_pruning": {"sparsity": SPARSITY}}),
+    "static": (["static_sparse"], {"static_sparse": {"density": 1 - SPARSITY}}),
+    "set": (["redr_random"], {"redr_random": {"density": 1 - SPARSITY}}),
 }
 
 
@@ -43,11 +50,15 @@ class RandomImages(Task):
     """CIFAR-shaped random images and labels: the cost of a step does not depend on the pixels."""
 
     name, quality, mode, default_model = "random_images", "test_loss", "min", "resnet20"
-    models = ("resnet20",)
+    models = ("resnet20", "vgg11")
+
+    def __init__(self, size: int = 32):
+        self.size = size
 
     def splits(self, device, batch_size, seed):
         generator = torch.Generator().manual_seed(seed)
-        images, labels = torch.randn(512, 3, 32, 32, generator=generator), torch.randint(10, (512,), generator=generator)
+        images = torch.randn(512, 3, self.size, self.size, generator=generator)
+        labels = torch.randint(10, (512,), generator=generator)
         return DeviceData(images.to(device), labels.to(device), batch_size, seed=seed), DeviceData(images[:64].to(device), labels[:64].to(device), 64)
 
     def build_model(self, variant):
@@ -88,6 +99,10 @@ def main() -> None:
         "ResNet-20, 32x32 images, batch 64": (
             RandomImages(), "resnet20",
             TrainSettings(lr=0.1, momentum=0.9, batch_size=64, steps=args.steps, eval_every=args.steps),
+        ),
+        "VGG-11, 16x16 images, batch 32": (
+            RandomImages(size=16), "vgg11",
+            TrainSettings(lr=0.01, momentum=0.9, batch_size=32, steps=args.steps, eval_every=args.steps),
         ),
     }
     for label, (task, model, settings) in setups.items():
