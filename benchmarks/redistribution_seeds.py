@@ -12,6 +12,7 @@ without Ray, prints mean and spread of the held-out accuracy, then whether
 as seed 001 reports.
 
     python benchmarks/redistribution_seeds.py [--preset redistribution-digits] [--seeds 10] [--workers 2]
+    python benchmarks/redistribution_seeds.py --approaches woodfisher   # only the approaches whose name contains it
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--preset", default="redistribution-digits")
     parser.add_argument("--seeds", type=int, help="seeds per approach (default: the preset's repeats)")
     parser.add_argument("--workers", type=int, default=1, help="processes training at once (one thread each)")
+    parser.add_argument("--approaches", default="", help="only the approaches whose name contains this text")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     search = load_search(preset_path(args.preset))
@@ -73,6 +75,7 @@ def main() -> None:
     configs = [
         (approach.name, {**sample_trial(search.settings, approach), "seed": seed})
         for approach in search.approaches
+        if args.approaches in approach.name
         for seed in seeds
     ]
     started = time.perf_counter()

@@ -14,6 +14,7 @@ skipped batch is the ``on_skip`` choice:
 from __future__ import annotations
 
 import random
+from typing import Annotated
 
 from .base import Run, Technique
 from .registry import register
@@ -25,11 +26,12 @@ SKIP_MODES = ("last", "zero", "none")
 @register
 class DataSelection(Technique):
     name = "data_selection"
-    space = {"selectivity": Float(0.1, 1.0), "on_skip": Choice(SKIP_MODES)}
     claims = frozenset({"batches"})
     stage = 0
 
-    def __init__(self, selectivity: float = 0.5, on_skip: str = "last"):
+    def __init__(
+        self, selectivity: Annotated[float, Float(0.1, 1.0)] = 0.5, on_skip: Annotated[str, Choice(SKIP_MODES)] = "last"
+    ):
         if not 0.0 < selectivity <= 1.0:
             raise ValueError(f"selectivity must be in (0, 1], got {selectivity}")
         if on_skip not in SKIP_MODES:

@@ -12,6 +12,8 @@ time) is that of the dense model.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from .base import Run, Technique
@@ -25,12 +27,15 @@ DISTRIBUTIONS = {"er": False, "erk": True}  # name -> whether kernel dimensions 
 @register
 class RandomPruning(Technique):
     name = "random_pruning"
-    space = {"sparsity": Float(0.1, 0.95), "distribution": Choice(tuple(DISTRIBUTIONS))}
     # Fixed masks need fixed shapes, so this also holds the width.
     claims = frozenset({"weights", "width"})
     stage = 20
 
-    def __init__(self, sparsity: float = 0.5, distribution: str = "er"):
+    def __init__(
+        self,
+        sparsity: Annotated[float, Float(0.1, 0.95)] = 0.5,
+        distribution: Annotated[str, Choice(tuple(DISTRIBUTIONS))] = "er",
+    ):
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
         if distribution not in DISTRIBUTIONS:
