@@ -37,6 +37,7 @@ them) and the hooks, plain objects, pickle with the model.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -201,23 +202,16 @@ class AdaptiveSparsityLoss:
 @register
 class Feather(Technique):
     name = "feather"
-    space = {
-        "sparsity": Float(0.5, 0.99),
-        "power": Choice((1.0, 2.0, 3.0, 5.0, "hard")),
-        "pruned_gradient_scale": Choice(("auto", 0.25, 0.5, 0.75, 1.0)),
-        "target_fraction": Float(0.2, 0.9),
-        "backbone": Choice(BACKBONES),
-    }
     claims = frozenset({"weights"})
     stage = 20
 
     def __init__(
         self,
-        sparsity: float = 0.9,
-        power: float | str = 3.0,
-        pruned_gradient_scale: float | str = "auto",
-        target_fraction: float = 0.5,
-        backbone: str = "global",
+        sparsity: Annotated[float, Float(0.5, 0.99)] = 0.9,
+        power: Annotated[float | str, Choice((1.0, 2.0, 3.0, 5.0, "hard"))] = 3.0,
+        pruned_gradient_scale: Annotated[float | str, Choice(("auto", 0.25, 0.5, 0.75, 1.0))] = "auto",
+        target_fraction: Annotated[float, Float(0.2, 0.9)] = 0.5,
+        backbone: Annotated[str, Choice(BACKBONES)] = "global",
         asl_loss_weight: float = 10.0,
         asl_learning_rate: float = 0.01,
     ):

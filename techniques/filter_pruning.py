@@ -25,8 +25,8 @@ from .surgery import Resized, WidthGroup, select_units
 class FilterPruning(ScheduledResize):
     name = "filter_pruning"
 
-    def __init__(self, width_ratio: float = 0.5, start: float = 1 / 7, span: float = 4 / 7, steps: int = 5):
-        super().__init__(width_ratio, start, span, steps)
+    def __init__(self, width_ratio: float = 0.5, **schedule):
+        super().__init__(width_ratio, **schedule)
         if width_ratio >= 1:
             raise ValueError(f"filter pruning shrinks: width_ratio must be below 1, got {width_ratio}")
 

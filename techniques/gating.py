@@ -37,6 +37,7 @@ the feature map.
 from __future__ import annotations
 
 import copy
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -65,20 +66,19 @@ class GatedUnits(nn.Module):
 @register
 class Gating(Technique):
     name = "gating"
-    space = {
-        "granularity": Choice(["layer", "channel"]),
-        "head": Choice(list(HEADS)),
-        "position": Choice(["before", "middle", "after"]),
-        "depth": Choice([1, 2]),
-        "polar_weight": Float(0.0, 3.0),
-        "act_weight": Float(0.0, 2.0),  # the paper sweeps [0, 1]; small tasks need more
-        "polar_schedule": Choice(["constant", "rising"]),
-    }
     claims = frozenset({"gates"})
     stage = 10
 
-    def __init__(self, granularity: str = "channel", head: str = "ste", position: str = "middle", depth: int = 2,
-                 polar_weight: float = 1.0, act_weight: float = 0.0, polar_schedule: str = "constant"):
+    def __init__(
+        self,
+        granularity: Annotated[str, Choice(["layer", "channel"])] = "channel",
+        head: Annotated[str, Choice(list(HEADS))] = "ste",
+        position: Annotated[str, Choice(["before", "middle", "after"])] = "middle",
+        depth: Annotated[int, Choice([1, 2])] = 2,
+        polar_weight: Annotated[float, Float(0.0, 3.0)] = 1.0,
+        act_weight: Annotated[float, Float(0.0, 2.0)] = 0.0,  # the paper sweeps [0, 1]; small tasks need more
+        polar_schedule: Annotated[str, Choice(["constant", "rising"])] = "constant",
+    ):
         for label, value, valid in (("granularity", granularity, ("layer", "channel")), ("head", head, HEADS),
                                     ("position", position, ("before", "middle", "after")), ("depth", depth, (1, 2)),
                                     ("polar_schedule", polar_schedule, ("constant", "rising"))):

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import torch
 from torch import nn
 
 from .base import Run
 from .registry import register
-from .resizing import SCHEDULE_SPACE, ScheduledResize
+from .resizing import ScheduledResize
 from .space import Float, Int
 from .surgery import Resized, WidthGroup, add_units, units, widths
 
@@ -46,18 +46,15 @@ OVERSAMPLING = 10  # extra directions the randomized SVD keeps, so the top ones 
 @register
 class GradMax(ScheduledResize):
     name = "gradmax"
-    space = {**SCHEDULE_SPACE, "batches": Int(1, 8), "scale": Float(0.05, 2.0, log=True)}
 
     def __init__(
         self,
         width_ratio: float = 2.0,
-        start: float = 1 / 7,
-        span: float = 4 / 7,
-        steps: int = 5,
-        batches: int = 1,
-        scale: float = 0.5,
+        batches: Annotated[int, Int(1, 8)] = 1,
+        scale: Annotated[float, Float(0.05, 2.0, log=True)] = 0.5,
+        **schedule,
     ):
-        super().__init__(width_ratio, start, span, steps)
+        super().__init__(width_ratio, **schedule)
         if width_ratio <= 1:
             raise ValueError(f"GradMax grows: width_ratio must be above 1, got {width_ratio}")
         if not isinstance(batches, int) or batches < 1:

@@ -21,6 +21,8 @@ paper's baseline, registered as ``gmp``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from .base import LayerDensity, Run, Technique
@@ -33,28 +35,19 @@ from .space import Choice, Float, Int
 @register
 class GraNet(Technique):
     name = "granet"
-    space = {
-        # Disjoint ranges, so every sampled point satisfies s_i <= s_f and t_0 < t_f.
-        "initial_sparsity": Float(0.0, 0.5),
-        "final_sparsity": Float(0.5, 0.99),
-        "start_fraction": Float(0.0, 0.25),
-        "end_fraction": Float(0.3, 0.9),
-        "interval": Int(10, 2000, log=True),
-        "regrow_fraction": Float(0.05, 0.7),
-        "regenerate": Choice((True, False)),
-    }
     claims = frozenset({"weights"})
     stage = 20
 
     def __init__(
         self,
-        initial_sparsity: float = 0.0,
-        final_sparsity: float = 0.9,
-        start_fraction: float = 0.0,
-        end_fraction: float = 0.5,
-        interval: int = 100,
-        regrow_fraction: float = 0.5,
-        regenerate: bool = True,
+        # Disjoint ranges, so every sampled point satisfies s_i <= s_f and t_0 < t_f.
+        initial_sparsity: Annotated[float, Float(0.0, 0.5)] = 0.0,
+        final_sparsity: Annotated[float, Float(0.5, 0.99)] = 0.9,
+        start_fraction: Annotated[float, Float(0.0, 0.25)] = 0.0,
+        end_fraction: Annotated[float, Float(0.3, 0.9)] = 0.5,
+        interval: Annotated[int, Int(10, 2000, log=True)] = 100,
+        regrow_fraction: Annotated[float, Float(0.05, 0.7)] = 0.5,
+        regenerate: Annotated[bool, Choice((True, False))] = True,
     ):
         if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
             raise ValueError(
@@ -141,14 +134,7 @@ class GradualMagnitudePruning(GraNet):
     """GMP (Zhu & Gupta 2017; Gale et al. 2019): GraNet's schedule without regeneration."""
 
     name = "gmp"
-    space = {key: domain for key, domain in GraNet.space.items() if key not in ("regrow_fraction", "regenerate")}
+    pinned = {"regrow_fraction": 0.0, "regenerate": False}
 
-    def __init__(
-        self,
-        initial_sparsity: float = 0.0,
-        final_sparsity: float = 0.9,
-        start_fraction: float = 0.0,
-        end_fraction: float = 0.5,
-        interval: int = 100,
-    ):
-        super().__init__(initial_sparsity, final_sparsity, start_fraction, end_fraction, interval, regenerate=False)
+    def __init__(self, **schedule):
+        super().__init__(**schedule, **self.pinned)

@@ -31,6 +31,8 @@ each redistribution (the induced loss of the paper's Fig. 3).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from .base import LayerDensity, Run, Technique
@@ -59,11 +61,10 @@ class StaticSparse(Technique):
     """A fixed random sparse topology, trained as is: the baseline of seed 001."""
 
     name = "static_sparse"
-    space = {"density": Float(0.01, 0.5, log=True)}
     claims = frozenset({"weights"})
     stage = 20
 
-    def __init__(self, density: float = 0.1):
+    def __init__(self, density: Annotated[float, Float(0.01, 0.5, log=True)] = 0.1):
         if not 0.0 < density <= 1.0:
             raise ValueError(f"density must be in (0, 1], got {density}")
         self.density = density
@@ -108,10 +109,14 @@ class StaticSparse(Technique):
 class Redistribution(StaticSparse):
     """The shared schedule; subclasses name their removal and growth in ``rules``."""
 
-    space = {**StaticSparse.space, "interval": Int(1, 10), "alpha": Float(0.05, 0.9)}
-
-    def __init__(self, density: float = 0.1, interval: int = 1, alpha: float = 0.5, end: float = 0.75):
-        super().__init__(density)
+    def __init__(
+        self,
+        interval: Annotated[int, Int(1, 10)] = 1,
+        alpha: Annotated[float, Float(0.05, 0.9)] = 0.5,
+        end: float = 0.75,
+        **sparsity,
+    ):
+        super().__init__(**sparsity)
         if not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval (epochs between redistributions) must be a positive integer, got {interval!r}")
         if not 0.0 < alpha < 1.0:
@@ -244,18 +249,14 @@ class RedrWoodfisher(Redistribution):
     """
 
     name = "redr_woodfisher"
-    space = {**Redistribution.space, "block_size": Int(4, 256, log=True), "dampening": Float(1e-6, 10.0, log=True)}
     taylor = False
     default_dampening = 1e-4
 
     def __init__(
         self,
-        density: float = 0.1,
-        interval: int = 1,
-        alpha: float = 0.5,
-        end: float = 0.75,
-        block_size: int = 34,
-        dampening: float | None = None,
+        block_size: Annotated[int, Int(4, 256, log=True)] = 34,
+        dampening: Annotated[float | None, Float(1e-6, 10.0, log=True)] = None,
+        **schedule,
     ):
         dampening = self.default_dampening if dampening is None else dampening
         if not isinstance(block_size, int) or block_size < 1:
@@ -263,7 +264,7 @@ class RedrWoodfisher(Redistribution):
         if dampening <= 0:
             raise ValueError(f"dampening (λ) must be positive, got {dampening}")
         self.block_size, self.dampening = block_size, dampening
-        super().__init__(density, interval, alpha, end)
+        super().__init__(**schedule)
 
     def rules(self):
         return SecondOrderRemoval(self.block_size, self.dampening, taylor=self.taylor), ProportionalRandomGrowth()

@@ -15,7 +15,7 @@ surgery does the tensors and the optimizer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Sequence
 
 from torch import nn
 
@@ -23,15 +23,18 @@ from .base import Run, Technique
 from .space import Float, Int
 from .surgery import Resized, WidthGroup, rebuild_optimizer, width_groups, widths
 
-SCHEDULE_SPACE = {"start": Float(0.0, 0.4), "span": Float(0.0, 0.6), "steps": Int(1, 16)}
-
 
 class ScheduledResize(Technique):
     claims = frozenset({"width"})
     stage = 10
-    space = SCHEDULE_SPACE
 
-    def __init__(self, width_ratio: float, start: float, span: float, steps: int):
+    def __init__(
+        self,
+        width_ratio: float,
+        start: Annotated[float, Float(0.0, 0.4)] = 1 / 7,
+        span: Annotated[float, Float(0.0, 0.6)] = 4 / 7,
+        steps: Annotated[int, Int(1, 16)] = 5,
+    ):
         if not 0.0 <= start <= 1.0 or not 0.0 <= span <= 1.0 - start:
             raise ValueError(f"need 0 <= start <= 1 and 0 <= span <= 1 - start (fractions of the run); got {start}, {span}")
         if not isinstance(steps, int) or steps < 1:

@@ -175,6 +175,8 @@ def test_torchvision_resnet18_trains_with_filter_pruning_and_shrinks():
         ({"task": "no_such_package.tasks:make"}, "cannot import 'no_such_package.tasks'"),
         ({"task": "user_tasks:not_a_task"}, "returned a list, not a trainables.tasks.Task"),
         ({"approaches": {"r": {"model": "torchvision:resnet1800"}}}, "torchvision has no model 'resnet1800'"),
+        ({"approaches": {"g": {"techniques": ["gating"], "model": "torchvision:resnet18"}}},
+         "gating needs a model with gated blocks (a gated_resnet* model), not ResizableResNet"),
     ],
 )
 @pytest.mark.parametrize("command", ["validate", "run"])

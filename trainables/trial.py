@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 import torch
@@ -124,7 +125,25 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
     }
     extra = [name for name in available() if name in config and name not in technique_names]
     problems += [f"parameters given for {name!r}, which is not in techniques {technique_names}" for name in extra]
+    if callable(parts["model"]) and not problems:
+        attempt(lambda: _check_fit(parts["model"], technique_names, config, parts["settings"]))
     return problems, parts
+
+
+def _check_fit(build_model, technique_names: list[str], config: Mapping[str, Any], settings) -> None:
+    """Prepare fresh techniques on a model from outside the task, so that what a technique needs and
+    the model lacks (gating's gated blocks, resizable widths) is one line before any trial starts.
+
+    The task's own variants need no such check: its presets are tested with them.
+    """
+    technique = techniques.create(technique_names, {name: config.get(name) for name in technique_names})
+    steps = settings.steps if settings.epochs is None else max(1, math.ceil(settings.epochs))
+    probe = SimpleNamespace(seed=int(config.get("seed", 0)), step=0, total_steps=steps, steps_per_epoch=1,
+                            device=torch.device("cpu"))
+    try:
+        technique.prepare(build_model(), probe)
+    except (AttributeError, NotImplementedError):
+        pass  # the technique's prepare needs a real run (data, an optimizer) to tell; the trial will
 
 
 def _gpu_is_shared(setting: str) -> bool:
