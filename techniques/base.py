@@ -47,12 +47,12 @@ old one's state.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Mapping, NamedTuple, Protocol
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
-from .space import Param
+from .space import Param, SearchedDomains
 
 
 class Run(Protocol):
@@ -92,11 +92,17 @@ class LayerDensity(NamedTuple):
 class Technique:
     """Base class: every hook does nothing, so the base class is the baseline.
 
+    A technique's parameters are its constructor's keyword arguments, each
+    declared once in the signature with its default and, when a search may
+    sample it, its domain: ``Annotated[float, Float(0.1, 1.0)] = 0.5`` (see
+    ``techniques.space``). ``space`` reads them back as ``{parameter: Float |
+    Int | Choice}``.
+
     Class attributes a subclass sets:
 
     - ``name``: the registry key used in configs.
-    - ``space``: ``{parameter: Float | Int | Choice}``, the constructor
-      keyword arguments a search may sample.
+    - ``pinned``: ``{parameter: value}`` a variant fixes in its parent's
+      constructor, so they are not its parameters.
     - ``claims``: what the technique takes control of (``"batches"``,
       ``"weights"`` for masks on weights, ``"width"``, ``"gates"``). Two
       techniques in one ``Stack`` may not claim the same thing.
@@ -105,7 +111,8 @@ class Technique:
     """
 
     name: ClassVar[str] = "baseline"
-    space: ClassVar[Mapping[str, Param]] = {}
+    space: ClassVar[Mapping[str, Param]] = SearchedDomains()
+    pinned: ClassVar[Mapping[str, Any]] = {}
     claims: ClassVar[frozenset[str]] = frozenset()
     stage: ClassVar[int] = 50
 

@@ -18,12 +18,12 @@ there: installed, or on ``PYTHONPATH``.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from importlib.metadata import entry_points
 from typing import Any, Mapping
 
 from .base import Stack, Technique
+from .space import declared
 
 ENTRY_POINT_GROUP = "greentune.techniques"
 _REGISTRY: dict[str, type[Technique]] = {"baseline": Technique}
@@ -116,13 +116,7 @@ def parameter_names(cls: type[Technique]) -> list[str]:
 
 def parameter_defaults(cls: type[Technique]) -> dict[str, Any]:
     """Each constructor parameter's default (``inspect.Parameter.empty`` where it has none)."""
-    signature = inspect.signature(cls.__init__)
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return {
-        name: parameter.default
-        for name, parameter in signature.parameters.items()
-        if name != "self" and parameter.kind not in variadic
-    }
+    return {name: item.default for name, item in declared(cls).items()}
 
 
 def origin(name: str) -> str:

@@ -5,12 +5,23 @@ A technique states its tunable parameters as plain data (``Float``, ``Int``,
 user's YAML can narrow or fix them, while this package stays free of Optuna
 and Ray. ``Param.narrow`` is the single place where a user's override is
 checked against the declared domain.
+
+Each parameter is declared once, in the constructor's signature: its name,
+its default and, for a searched one, its domain::
+
+    def __init__(self, selectivity: Annotated[float, Float(0.1, 1.0)] = 0.5, on_skip: str = "last"): ...
+
+``declared`` reads that back; ``Technique.space`` is its searched part. A
+variant takes its parent's parameters with ``**settings`` instead of
+restating them, minus those it fixes in ``pinned``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, replace
-from typing import Any, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -83,3 +94,54 @@ def _fixed(domain: Param, value: Any) -> Fixed:
     if not domain.contains(value):
         raise ValueError(f"value {value!r} is outside {domain}")
     return Fixed(value)
+
+
+class Declared(NamedTuple):
+    """One constructor parameter: its default (``inspect.Parameter.empty`` if none) and its searched domain (or None)."""
+
+    default: Any
+    domain: Param | None
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+@functools.cache
+def declared(cls: type) -> dict[str, Declared]:
+    """``{parameter: Declared}`` from the constructors of ``cls``, parents' parameters first.
+
+    A constructor taking ``**settings`` hands them to the next constructor in
+    the MRO, whose parameters are then the class's too, except the ones
+    named in ``cls.pinned``; a parameter a subclass names again takes the
+    subclass's default and domain.
+    """
+    chain = []
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        if init is object.__init__:
+            break
+        chain.append(inspect.signature(init, eval_str=True).parameters.values())
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in chain[-1]):
+            break
+    parameters: dict[str, Declared] = {}
+    for signature in reversed(chain):
+        for parameter in signature:
+            if parameter.name != "self" and parameter.kind not in _VARIADIC:
+                metadata = getattr(parameter.annotation, "__metadata__", ())
+                domain = next((item for item in metadata if isinstance(item, (Float, Int, Choice))), None)
+                parameters[parameter.name] = Declared(parameter.default, domain)
+    for name in getattr(cls, "pinned", {}):
+        parameters.pop(name, None)
+    return parameters
+
+
+class SearchedDomains:
+    """``Technique.space``: the domains declared in the constructor's signature, read when first asked for.
+
+    A class may still set ``space = {...}`` itself, which then replaces them.
+    """
+
+    def __get__(self, instance: Any, owner: type) -> dict[str, Param]:
+        return {name: item.domain for name, item in declared(owner).items() if item.domain is not None}
