@@ -146,6 +146,20 @@ def test_a_streamed_dataset_trains_exactly_as_the_same_tensors_on_the_device():
     assert streamed[-1]["kept_steps"] == on_device[-1]["kept_steps"]
 
 
+def test_a_streamed_dataset_resumes_mid_epoch_where_it_stopped(tmp_path):
+    inputs, targets = blobs()
+    task = blob_task(TensorDataset(inputs, targets), (inputs, targets))
+    _, straight = train(task, "data_selection", selectivity=0.5)
+    first = Training(task, techniques.create(["data_selection"], {"data_selection": {"selectivity": 0.5}}), task.defaults,
+                     model="mlp", seed=3, meter=EnergyMeter([CpuTimeEstimate()]))
+    next(first.evaluations())  # 20 of 40 steps: mid-epoch (8 batches an epoch)
+    first.save(tmp_path / "checkpoint.pt")
+    resumed = Training(task, techniques.create(["baseline"]), task.defaults, model="mlp", seed=3,
+                       meter=EnergyMeter([CpuTimeEstimate()]))
+    resumed.load(tmp_path / "checkpoint.pt")
+    assert [m["test_loss"] for m in resumed.evaluations()] == [straight[-1]["test_loss"]]
+
+
 def test_a_dataloader_factory_is_trained_on_and_a_skip_moves_nothing_to_the_device():
     inputs, targets = blobs()
     loader = lambda batch_size: DataLoader(TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True)  # noqa: E731

@@ -120,6 +120,8 @@ class Task:
 
     def build_model(self, variant: str) -> nn.Module:
         self.check_model(variant)
+        if not isinstance(self.models, Mapping):
+            raise NotImplementedError(f"task {self.name!r} lists model names; give models as {{name: builder}} or define build_model")
         return self.models[variant]()
 
     def loss_fn(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
