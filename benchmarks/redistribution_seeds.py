@@ -48,7 +48,7 @@ def density_of(search: SearchConfig, approach: Approach) -> tuple[str, float] | 
 
 
 def claims(search: SearchConfig, means: dict[str, float]) -> list[str]:
-    by_setting = {density_of(search, a): a.name for a in search.approaches if density_of(search, a)}
+    by_setting = {density_of(search, a): a.name for a in search.approaches if density_of(search, a) and a.name in means}
     lines = []
     for (technique, density), name in sorted(by_setting.items()):
         static = by_setting.get(("static_sparse", density))

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-SOLVE_CHUNK = 4096  # blocks per batched solve: 4096 x 34 x 34 floats is 19 MB
+SOLVE_CHUNK = 1024  # blocks per batched solve: 1024 x 34 x 34 floats is 4.7 MB, and the solver copies it twice
 
 
 class BlockFisherInverse:
