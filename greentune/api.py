@@ -109,22 +109,24 @@ def analyze(
     say what was damaged or missing in the results.
     """
     import analysis
-    from analysis.report import build_figures, write_plots, write_report
+    from analysis.report import REPORT_FILE, build_figures, write_plots, write_report
 
+    if report is True and not isinstance(source, (str, os.PathLike)):
+        raise UsageError(["a results table has no directory to put the report beside; pass report=FOLDER or report=False"])
     try:
         trials = analysis.load(source)
-        history = analysis.load_history(source) if report is not False else None
+        history = analysis.load_history(source)
         if isinstance(objectives, str):
             objectives = analysis.parse_objectives(objectives, trials.attrs.get("objectives"))
         result = analysis.analyse(trials, objectives, baseline=baseline, constraints=constraints, rows=rows)
     except ValueError as error:
         raise UsageError([str(error)]) from None
-    if history is not None:
-        result.notes = list(dict.fromkeys(result.notes + history.attrs.get("problems", [])))
+    result.notes = list(dict.fromkeys(result.notes + history.attrs.get("problems", [])))
+    if report is not False:
         figures = build_figures(result, history)
         out = report_directory(source) if report is True else Path(report)
         write_plots(figures, out)
-        write_report(result, figures, out / analysis.report.REPORT_FILE)
+        write_report(result, figures, out / REPORT_FILE)
     return result
 
 

@@ -53,3 +53,5 @@ def test_usage_errors_are_an_exception_naming_every_problem(tmp_path):
         greentune.run(tmp_path / "missing.yaml")
     with pytest.raises(greentune.UsageError, match="holds no results"):
         greentune.analyze(tmp_path)
+    with pytest.raises(greentune.UsageError, match="pass report=FOLDER or report=False"):
+        greentune.analyze(pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "quality": [0.1]}))
