@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from search.cli import main
+
 PLUGIN = '''
 """A plug-in technique: clip the gradient norm after each backward."""
 
@@ -117,10 +119,13 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
         ("gradient_clip", "unknown technique 'gradient_clip'; choose from baseline, data_selection"),
     ],
 )
-def test_a_bad_technique_is_one_line_and_exit_2(plugin, tmp_path, technique, message):
+def test_a_bad_technique_is_one_line_and_exit_2(plugin, tmp_path, technique, message, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(plugin["PYTHONPATH"].split(os.pathsep)[0])  # in-process: no new interpreter per case
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({"techniques": [technique]}))
-    assert_one_line_usage_error(greentune(plugin, "validate", config), message)
+    assert main(["validate", str(config)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("greentune: error:") and message in lines[0], lines
 
 
 def test_listing_a_bad_import_path_is_one_line_and_exit_2(plugin):
