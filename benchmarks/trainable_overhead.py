@@ -1,16 +1,29 @@
 """What the full trainable costs over a plain PyTorch loop on the same model and data.
 
-Three ways to train teacher–student baseline big for 3500 steps, one thread each:
+Two setups, one thread each:
 
-- plain: a bare loop (data on the device, randperm batches, fused SGD), no
-  metering, no evaluation;
+- teacher–student baseline big: 3500 steps, 7 evaluations;
+- ResNet-20 on synthetic images (``synthetic_images``, ``gated_resnet20``
+  with no technique: a plain ResNet-20 of width 8 on 16x16 images), 128
+  steps, 2 evaluations.
+
+Three ways to train each:
+
+- plain: a bare loop a PyTorch user would write (the task's data on the
+  device with its batch augmentation, fused SGD with the task's settings and
+  its cosine schedule), no metering, no evaluation; timed from building the
+  data and model to the last step;
 - Training: greentune's loop in this process (hooks, energy meter at window
-  edges, FLOP counting, 7 evaluations);
+  edges, FLOP counting, evaluations);
 - trainable: the Ray Tune trial (the above plus reporting and a checkpoint at
-  every evaluation), timed by Ray as the trial's ``time_total_s``, with trials
-  run one at a time on a reused actor.
+  every evaluation), timed by Ray as the trial's ``time_total_s``.
 
-Prints the median time of each and the ratios to plain.
+The plain loop and the trainable both run inside one reused Ray worker,
+alternating seed by seed, so that they share the worker's environment and
+each pair meets the same machine load; the ratio printed is the median over
+seeds of trainable / plain of the same seed (Training in-process is timed
+against a plain loop in this process the same way). The first pair warms
+the worker up and is dropped.
 
     python benchmarks/trainable_overhead.py [--repeats 5]
 """
@@ -30,49 +43,89 @@ from trainables.energy import open_meter
 from trainables.loop import Training
 from trainables.tasks import create_task
 
+SETUPS = {
+    "teacher-student baseline big, 3500 steps, 7 evaluations": {"task": "teacher_student", "model": "big"},
+    "ResNet-20 on synthetic images, 128 steps, 2 evaluations": {
+        "task": "synthetic_images",
+        "task_options": {"n_test": 256},
+        "model": "gated_resnet20",
+        "train": {"epochs": 4, "eval_every": 64},
+    },
+}
 
-def plain_loop(task, seed: int) -> float:
-    torch.manual_seed(seed)
-    train, _ = task.splits(torch.device("cpu"), 100, seed)
-    model = task.build_model("big")
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, fused=True)
+
+def plain_loop(trial: dict, seed: int) -> float:
+    """Seconds of a bare loop over the trial's task, model and training settings."""
     start = time.perf_counter()
-    for _ in range(task.defaults.steps):
+    task = create_task(trial["task"], **trial.get("task_options", {}))
+    settings = task.defaults.override(trial.get("train", {}))
+    torch.manual_seed(seed)
+    train, _ = task.splits(torch.device("cpu"), settings.batch_size, seed)
+    model = task.build_model(trial["model"])
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, fused=True
+    )
+    steps = round(settings.epochs * len(train)) if settings.epochs is not None else settings.steps
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if settings.schedule == "cosine" else None
+    model.train()
+    for _ in range(steps):
         inputs, targets = train.take(train.next_indices())
         optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.mse_loss(model(inputs), targets).backward()
+        task.loss_fn(model(inputs), targets).backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
     return time.perf_counter() - start
 
 
-def greentune_loop(task, seed: int) -> float:
+def greentune_loop(trial: dict, seed: int) -> float:
     start = time.perf_counter()
+    task = create_task(trial["task"], **trial.get("task_options", {}))
+    settings = task.defaults.override(trial.get("train", {}))
     training = Training(
-        task, techniques.create(["baseline"]), task.defaults, model="big", seed=seed, meter=open_meter(False)
+        task, techniques.create(["baseline"]), settings, model=trial["model"], seed=seed, meter=open_meter(False)
     )
     for _ in training.evaluations():
         pass
     return time.perf_counter() - start
 
 
-def ray_trials(repeats: int) -> list[float]:
-    import ray
+def plain_or_trial(config: dict) -> None:
+    """A Ray Tune trainable: the plain loop (reporting its time) or greentune's trial."""
     from ray import tune
 
     from trainables.trial import run_trial
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    if config["kind"] == "plain":
+        torch.set_num_threads(1)
+        tune.report({"plain_s": plain_loop(config["trial"], config["seed"])})
+    else:
+        run_trial({**config["trial"], "seed": config["seed"]})
+
+
+def ray_pairs(trial: dict, repeats: int) -> list[tuple[float, float]]:
+    """(plain seconds, trainable seconds) per seed, run alternately in one reused worker."""
+    import ray
+    from ray import tune
+
     with tempfile.TemporaryDirectory() as storage:
         grid = tune.Tuner(
-            tune.with_resources(run_trial, {"cpu": 1}),
-            param_space={"model": "big", "seed": tune.grid_search(list(range(repeats + 1)))},
+            tune.with_resources(plain_or_trial, {"cpu": 1}),
+            param_space={
+                "trial": trial,
+                "seed": tune.grid_search(list(range(repeats + 1))),
+                "kind": tune.grid_search(["plain", "trial"]),
+            },
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
             run_config=tune.RunConfig(storage_path=storage, verbose=0),
         ).fit()
-        times = [result.metrics["time_total_s"] for result in grid]
-    ray.shutdown()
-    return times[1:]  # the first trial also pays the actor's warm-up
+        times: dict[int, dict[str, float]] = {}
+        for result in grid:
+            kind = result.config["kind"]
+            times.setdefault(result.config["seed"], {})[kind] = (
+                result.metrics["plain_s"] if kind == "plain" else result.metrics["time_total_s"]
+            )
+    return [(times[seed]["plain"], times[seed]["trial"]) for seed in range(1, repeats + 1)]
 
 
 def main() -> None:
@@ -80,18 +133,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    task = create_task("teacher_student")
-    plain_loop(task, 0)  # warm-up
-    plain, loop = [], []
-    for seed in range(args.repeats):
-        plain.append(plain_loop(task, seed))
-        loop.append(greentune_loop(task, seed))
-    trainable = ray_trials(args.repeats)
-    base = statistics.median(plain)
-    print(f"teacher-student baseline big, 3500 steps, median of {args.repeats}")
-    for label, times in [("plain PyTorch loop", plain), ("greentune Training", loop), ("Ray Tune trainable", trainable)]:
-        median = statistics.median(times)
-        print(f"{label:<20} {median:7.3f} s   {median / base:5.2f}x plain")
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    for label, trial in SETUPS.items():
+        plain_loop(trial, 0)  # warm-up
+        in_process = [(plain_loop(trial, seed), greentune_loop(trial, seed)) for seed in range(args.repeats)]
+        in_ray = ray_pairs(trial, args.repeats)
+        print(f"{label}: median of {args.repeats} seeds, each ratio against the plain loop run beside it")
+        for name, pairs in [("greentune Training, in this process", in_process), ("Ray Tune trainable, in its worker", in_ray)]:
+            plain = statistics.median(p for p, _ in pairs)
+            other = statistics.median(o for _, o in pairs)
+            ratio = statistics.median(o / p for p, o in pairs)
+            print(f"  {name:<38} {other:7.3f} s against plain {plain:7.3f} s   {ratio:5.3f}x plain")
+    ray.shutdown()
 
 
 if __name__ == "__main__":
