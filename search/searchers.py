@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -141,13 +142,24 @@ def grid_points(search: SearchConfig) -> list[dict[str, Any]]:
     return points
 
 
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Ray Tune pickles the searcher, and Optuna 5's GA samplers hold a thread lock."""
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_thread_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def make_searcher(search: SearchConfig) -> Searcher:
     settings = search.settings
     seed = settings["seed"]
     warm_start, grid = first_points(settings["evaluate_first"], search.approaches), []
     name = settings["searcher"]
     if name == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(population_size=settings["population_size"], seed=seed)
+        sampler = NSGAIISampler(population_size=settings["population_size"], seed=seed)
     elif name == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed)
     elif name == "random":

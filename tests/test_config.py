@@ -99,6 +99,17 @@ def test_a_published_point_is_the_first_trial_the_searcher_suggests():
     assert check_trial_config(first) == [], "the mark is a valid trial field"
 
 
+def test_the_nsga2_searcher_survives_the_pickling_ray_tune_saves_it_with():
+    import pickle
+
+    from search.searchers import make_searcher
+
+    searcher = make_searcher(parse_search({**GOOD_SEARCH, "searcher": "nsga2", "population_size": 2}))
+    searcher.suggest("t1")
+    restored = pickle.loads(pickle.dumps(searcher))
+    assert restored.suggest("t2")["approach"] in {"baseline-big", "data-selection"}
+
+
 def test_technique_parameters_are_checked_against_their_declared_space():
     bad = {
         "approaches": {
