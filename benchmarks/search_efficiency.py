@@ -1,81 +1,418 @@
-"""Hypervolume reached by random search, NSGA-II, and NSGA-II with multi-objective ASHA.
+"""How much energy each search spends to find the accuracy–energy front of the papers' own settings.
 
-Each method searches the teacher–student task (baseline small/big and data
-selection with both of its parameters) on [quality, energy_j] for the same
-number of trials, over several seeds. Hypervolume is taken over the trials
-that trained to the end, against one reference point shared by every run
-(the worst quality and energy seen anywhere, plus 10%), and printed after
-every quarter of the trials and against the energy the search had spent
-by then (stopped trials included).
+One process, one space, the same seeds for every method. The reference is
+a grid over the points the presets publish (seed 000's data selection
+30/40/50%, its GradMax schedule and ER pruning, the sparse-training arms of
+seeds 002/003); its final hypervolume is the target. Every other method
+runs until it has spent as much energy as the grid did (``--budget``
+times it), stopped trials included:
 
-    python benchmarks/search_efficiency.py [--trials 16] [--seeds 2]
+- ``random``, ``nsga2``, ``tpe``: greentune's Optuna searchers, FIFO;
+- ``…+moasha``: the same under greentune's multi-objective ASHA;
+- ``syne-tune-moasha``: Syne Tune's MOASHA (random sampling, non-dominated
+  sorting) as the outside peer, driving the very same trials;
+- ``greentune``: the space's search file as it stands (for the
+  teacher–student space, the ``default`` preset).
+
+Trials run one after another in this process through greentune's own
+training code; the searchers and schedulers are greentune's own objects
+(and Syne Tune's), driven through their ask/tell interfaces, so what is
+compared is the search, not Ray's scheduling. Energy is whatever the
+trials' meters report (the CPU-time ``estimate`` on a CPU machine). Per
+method it prints the energy at which the search first reaches 95% and
+100% of the grid's final hypervolume (mean ± std over seeds, against one
+reference point per space taken from the grid's trials), and draws the
+hypervolume-vs-energy curves into one PNG.
+
+    pip install -e ".[bench]"
+    python benchmarks/search_efficiency.py [--seeds 3] [--spaces teacher-student digits-sparse] [--budget 1.0]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import copy
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, Callable
 
-import moocore
 import numpy as np
 import pandas as pd
-import ray
+import torch
+import yaml
+from ray.tune.schedulers import TrialScheduler
 
-from search.config import parse_search
-from search.runner import run_search, trial_energy
+from analysis import energy_to_reach, hypervolume_by_energy, reference_point
+from search.config import SearchConfig, parse_search, trial_config
+from search.presets import preset_path
+from search.runner import evaluations_per_trial, trial_energy
+from search.schedulers import make_scheduler
+from search.searchers import make_searcher
+from techniques import Choice, Fixed, Float, Int
+from trainables.loop import TrainingDiverged
+from trainables.trial import build_training
 
-METHODS = {
-    "random": {"searcher": "random"},
-    "nsga2": {"searcher": "nsga2"},
-    "nsga2+moasha": {"searcher": "nsga2", "scheduler": {"name": "moasha", "grace_period": 1, "reduction_factor": 2}},
+MOASHA = {"name": "moasha", "grace_period": 1, "reduction_factor": 3}
+METHODS: dict[str, dict[str, Any]] = {
+    "random": {"searcher": "random", "scheduler": {"name": "fifo"}, "evaluate_first": []},
+    "nsga2": {"searcher": "nsga2", "scheduler": {"name": "fifo"}, "evaluate_first": []},
+    "tpe": {"searcher": "tpe", "scheduler": {"name": "fifo"}, "evaluate_first": []},
+    "random+moasha": {"searcher": "random", "scheduler": MOASHA, "evaluate_first": []},
+    "nsga2+moasha": {"searcher": "nsga2", "scheduler": MOASHA, "evaluate_first": []},
+    "tpe+moasha": {"searcher": "tpe", "scheduler": MOASHA, "evaluate_first": []},
+    "syne-tune-moasha": {"scheduler": MOASHA},
+    "greentune": {},
+}
+DIGITS_SPARSE = {
+    "description": "digits, MLP 64-64-64-10: dense, data selection, Feather, GraNet and GMP at high sparsity",
+    "task": "digits",
+    "task_options": {"hidden": [64, 64]},
+    # As the sparse-training-digits preset, evaluated every 10 epochs.
+    "train": {"optimizer": "sgd", "momentum": 0.9, "lr": 0.1, "schedule": "cosine", "epochs": 60, "eval_every": 230},
+    "approaches": {
+        "dense": {"techniques": ["baseline"]},
+        # Not "last": re-stepping SGD with momentum at lr 0.1 on the last gradients diverges here.
+        "data-selection": {"techniques": ["data_selection"], "params": {"data_selection": {"on_skip": "none"}}},
+        "feather": {"techniques": ["feather"], "params": {"feather": {"sparsity": {"low": 0.9, "high": 0.99}}}},
+        "granet": {"techniques": ["granet"], "params": {"granet": {"final_sparsity": {"low": 0.9, "high": 0.99}}}},
+        "gmp": {"techniques": ["gmp"], "params": {"gmp": {"final_sparsity": {"low": 0.9, "high": 0.99}}}},
+    },
+    "objectives": ["quality", "energy_j"],
+    # greentune's settings for it, as the default preset's: the baseline every paper compares with first.
+    "evaluate_first": ["dense"],
+    "searcher": "tpe",
+    "scheduler": {**MOASHA, "max_t": 6},
 }
 
 
-def search_spec(method: dict, trials: int, seed: int) -> dict:
-    return {
-        "train": {"steps": 1500, "eval_every": 500},
-        "approaches": {
-            "baseline-small": {"model": "small"},
-            "baseline-big": {"model": "big"},
-            "data-selection": {"techniques": ["data_selection"], "model": "big"},
-        },
-        "num_trials": trials,
-        "population_size": max(2, trials // 4),
-        "seed": seed,
-        **method,
+@dataclass
+class Space:
+    search: dict[str, Any]  # the search file: the space and greentune's settings for it
+    grid_presets: tuple[str, ...]  # presets whose fixed approaches are the papers' points
+
+
+def preset(name: str) -> dict[str, Any]:
+    return yaml.safe_load(preset_path(name).read_text())
+
+
+DEFAULT = preset("default")
+
+SPACES = {
+    "teacher-student": Space(DEFAULT, ("grow-prune-select-teacher-student",)),
+    "digits-sparse": Space(DIGITS_SPARSE, ("sparse-training-digits",)),
+}
+
+
+# The default preset's settings, with one idea changed at a time: kept only where they measured better.
+ABLATIONS = {
+    "greentune-no-warm-start": {"evaluate_first": []},
+    "greentune-no-moasha": {"scheduler": {"name": "fifo"}},
+    "greentune-random-sampler": {"searcher": "random"},
+    "greentune-all-published": {"evaluate_first": DEFAULT["evaluate_first"] + [
+        {"approach": "random-pruning", "params": {"random_pruning": {"sparsity": 0.5, "distribution": "er"}}},
+        "baseline-small", "baseline-big",
+    ]},
+    "greentune-no-projection": {"scheduler": {**DEFAULT["scheduler"], "project_costs": False}},
+}
+
+# --- the papers' points, as trial configs of the space ---
+
+
+def grid_configs(search: SearchConfig, grid_presets: tuple[str, ...]) -> list[dict]:
+    """Each approach of the presets whose parameters are all fixed, mapped to the space's approach like it.
+
+    A preset approach matches the space's approach with the same
+    techniques (and model, where both name one); its fixed values become
+    the point. Points that match no approach of the space are left out.
+    """
+    configs = []
+    for name in grid_presets:
+        for published in parse_search(preset(name)).approaches:
+            approach = next(
+                (a for a in search.approaches if a.techniques == published.techniques
+                 and (a.model is None or published.model is None or a.model == published.model)),
+                None,
+            )
+            if approach is None:
+                continue
+            values = {
+                technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
+                for technique, domains in published.space.items()
+            }
+            config = trial_config(search, approach, values)
+            if config not in configs:
+                configs.append(config)
+    return configs
+
+
+# --- methods, all behind suggest / report / complete ---
+
+
+class Grid:
+    def __init__(self, configs: list[dict], seed: int):
+        self.configs = random.Random(seed).sample(configs, len(configs))
+
+    def suggest(self, trial_id: str) -> dict | None:
+        return self.configs.pop(0) if self.configs else None
+
+    def report(self, trial_id: str, result: dict) -> bool:
+        return True
+
+    def complete(self, trial_id: str, result: dict) -> None:
+        pass
+
+
+class Greentune:
+    """greentune's searcher and scheduler for ``search``, as a Ray Tune controller would call them."""
+
+    def __init__(self, search: SearchConfig):
+        self.searcher = make_searcher(search)
+        self.scheduler = make_scheduler(search.settings["scheduler"], search.objectives, evaluations_per_trial(search))
+        self.configs: dict[str, dict] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        self.configs[trial_id] = self.searcher.suggest(trial_id)
+        return self.configs[trial_id]
+
+    def report(self, trial_id: str, result: dict) -> bool:
+        self.searcher.on_trial_result(trial_id, result)
+        decision = self.scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id, config=self.configs[trial_id]), result)
+        return decision == TrialScheduler.CONTINUE
+
+    def complete(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_complete(trial_id, result)
+
+
+class SyneTuneMOASHA:
+    """Syne Tune's MOASHA over a flat version of the space: the approach, then every approach's parameters."""
+
+    def __init__(self, search: SearchConfig, seed: int):
+        from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA as SyneMOASHA
+
+        np.random.seed(seed)  # Syne Tune samples configurations and brackets from numpy's global generator
+        self.search, self.signs = search, {name: 1 if mode == "min" else -1 for name, mode in search.objectives.items()}
+        settings = search.settings["scheduler"]
+        self.scheduler = SyneMOASHA(
+            flat_space(search), metrics=[f"minimised/{name}" for name in search.objectives], do_minimize=True,
+            max_t=evaluations_per_trial(search), grace_period=settings["grace_period"],
+            reduction_factor=settings["reduction_factor"], random_seed=seed,
+        )
+        self.trials: dict[str, Any] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        from syne_tune.backend.trial_status import Trial
+
+        flat = self.scheduler.suggest().config
+        self.trials[trial_id] = Trial(trial_id=len(self.trials), config=flat, creation_time=datetime.now())
+        self.scheduler.on_trial_add(self.trials[trial_id])
+        return unflatten(self.search, flat)
+
+    def _minimised(self, result: dict) -> dict:
+        return {**result, **{f"minimised/{name}": sign * result[name] for name, sign in self.signs.items()}}
+
+    def report(self, trial_id: str, result: dict) -> bool:
+        return self.scheduler.on_trial_result(self.trials[trial_id], self._minimised(result)) == "CONTINUE"
+
+    def complete(self, trial_id: str, result: dict) -> None:
+        if result.get("complete") and np.isfinite(result.get("quality", np.nan)):
+            self.scheduler.on_trial_complete(self.trials[trial_id], self._minimised(result))
+
+
+def flat_space(search: SearchConfig) -> dict[str, Any]:
+    from syne_tune import config_space as sy
+
+    space: dict[str, Any] = {"approach": sy.choice([approach.name for approach in search.approaches])}
+    for approach in search.approaches:
+        for technique, domains in approach.space.items():
+            for parameter, domain in domains.items():
+                key = f"{approach.name}/{technique}/{parameter}"
+                if isinstance(domain, Choice):
+                    space[key] = sy.choice(list(domain.options))
+                elif isinstance(domain, Int):
+                    space[key] = (sy.lograndint if domain.log else sy.randint)(int(domain.low), int(domain.high))
+                elif isinstance(domain, Float):
+                    space[key] = (sy.loguniform if domain.log else sy.uniform)(domain.low, domain.high)
+    return space
+
+
+def unflatten(search: SearchConfig, flat: dict[str, Any]) -> dict:
+    """The trial config of the flat configuration's approach."""
+    approach = next(a for a in search.approaches if a.name == flat["approach"])
+    values = {
+        technique: {
+            parameter: domain.value if isinstance(domain, Fixed) else flat[f"{approach.name}/{technique}/{parameter}"]
+            for parameter, domain in domains.items()
+        }
+        for technique, domains in approach.space.items()
     }
+    return trial_config(search, approach, values)
 
 
-def hypervolume(rows: pd.DataFrame, reference: np.ndarray) -> float:
-    done = rows[rows["status"] == "finished"]
-    if done.empty:
-        return 0.0
-    return float(moocore.hypervolume(done[["quality", "energy_j"]].to_numpy(dtype=float), ref=reference))
+# --- running a search, one trial after another ---
+
+
+def train(config: dict, report: Callable[[dict], bool]) -> dict:
+    """Train one trial, reporting each evaluation; stop when ``report`` says so. Returns the last result."""
+    training = build_training(config)
+    last: dict = {}
+    try:
+        for iteration, metrics in enumerate(training.evaluations(), start=1):
+            last = {**metrics, "training_iteration": iteration}
+            if metrics["complete"] or not report(last):
+                break
+    except TrainingDiverged as error:
+        last = {**training.progress(), "quality": np.nan, "complete": False, "diverged": True, "stop_reason": str(error)}
+    finally:
+        training.meter.close()
+    return last
+
+
+def run(method, budget_j: float, max_trials: int) -> pd.DataFrame:
+    rows, spent = [], 0.0
+    for index in range(max_trials):
+        if spent >= budget_j:
+            break
+        trial_id = f"trial-{index}"
+        config = method.suggest(trial_id)
+        if config is None or config == "FINISHED":
+            break
+        result = train(config, lambda result: method.report(trial_id, result))
+        method.complete(trial_id, result)
+        energy = trial_energy(result)
+        spent += energy
+        rows.append({
+            "approach": config["approach"], "quality": result.get("quality", np.nan), "energy_j": result.get("energy_j", np.nan),
+            "spent_j": energy, "finished": bool(result.get("complete")), "energy_source": result.get("energy_source"),
+        })
+    return pd.DataFrame(rows)
+
+
+def method_search(space: Space, overrides: dict[str, Any], seed: int) -> SearchConfig:
+    raw = {**copy.deepcopy(space.search), **copy.deepcopy(overrides), "seed": seed}
+    raw.pop("description", None)
+    if "max_t" in space.search.get("scheduler", {}) and raw["scheduler"].get("name") != "fifo":
+        raw["scheduler"] = {**raw["scheduler"], "max_t": space.search["scheduler"]["max_t"]}
+    return parse_search(raw)
+
+
+def make_method(name: str, space: Space, seed: int, grid: list[dict]):
+    search = method_search(space, {**METHODS, **ABLATIONS}.get(name, {}), seed)
+    if name == "grid":
+        return Grid([{**config, "seed": seed} for config in grid], seed)
+    if name == "syne-tune-moasha":
+        return SyneTuneMOASHA(search, seed)
+    return Greentune(search)
+
+
+# --- bookkeeping and the table ---
+
+
+def summarise(runs: pd.DataFrame, objectives: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (method, seed): energy to reach 95% / 100% of that seed's grid hypervolume; and the curves."""
+    grid = runs[(runs["method"] == "grid") & runs["finished"]]
+    reference = reference_point(grid, objectives)
+    traces, reached = [], []
+    for (method, seed), trials in runs.groupby(["method", "seed"], sort=False):
+        trace = hypervolume_by_energy(trials.reset_index(drop=True), objectives, reference)
+        traces.append(trace.assign(method=method, seed=seed))
+    traces = pd.concat(traces, ignore_index=True)
+    targets = traces[traces["method"] == "grid"].groupby("seed").agg(target=("hypervolume", "last"), grid_j=("energy_j", "last"))
+    for (method, seed), trace in traces.groupby(["method", "seed"], sort=False):
+        target, grid_j = targets.loc[seed, "target"], targets.loc[seed, "grid_j"]
+        reached.append({
+            "method": method, "seed": seed, "grid_j": grid_j, "spent_j": trace["energy_j"].iloc[-1],
+            "e95": energy_to_reach(trace, 0.95 * target), "e100": energy_to_reach(trace, target),
+            "final": trace["hypervolume"].iloc[-1] / target,
+        })
+    return pd.DataFrame(reached), traces.join(targets, on="seed")
+
+
+def mean_std(values: pd.Series) -> str:
+    found = values.dropna()
+    if found.empty:
+        return f"never (0/{len(values)})"
+    text = f"{found.mean():.4g} ± {found.std(ddof=1) if len(found) > 1 else 0:.2g}"
+    return text if len(found) == len(values) else f"{text} ({len(found)}/{len(values)})"
+
+
+def print_table(space: str, reached: pd.DataFrame, runs: pd.DataFrame, reference: dict) -> None:
+    grid = reached[reached["method"] == "grid"]
+    seeds = reached["seed"].nunique()
+    sources = ", ".join(sorted(runs["energy_source"].dropna().unique()))
+    print(f"\n{space}: grid of {int(runs[runs['method'] == 'grid'].groupby('seed').size().iloc[0])} published points, "
+          f"{seeds} seeds, grid energy {mean_std(grid['grid_j'])} J ({sources}); reference "
+          + ", ".join(f"{key}={value:.4g}" for key, value in reference.items()))
+    print(f"{'method':<18}{'J to 95%':>22}{'J to 100%':>22}{'to 100% / grid':>20}{'HV/grid at end':>18}{'trials':>8}")
+    for method, rows in reached.groupby("method", sort=False):
+        ratio = rows["e100"] / rows["grid_j"]
+        trials = len(runs[runs["method"] == method]) / seeds
+        print(f"{method:<18}{mean_std(rows['e95']):>22}{mean_std(rows['e100']):>22}{mean_std(ratio):>20}"
+              f"{mean_std(rows['final']):>18}{trials:>8.1f}")
+
+
+def plot(traces: dict[str, pd.DataFrame], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(traces), figsize=(6 * len(traces), 4.5), squeeze=False)
+    for axis, (space, trace) in zip(axes[0], traces.items()):
+        fractions = np.linspace(0, trace["energy_j"].div(trace["grid_j"]).max(), 200)
+        for method, rows in trace.groupby("method", sort=False):
+            curves = []
+            for _, run in rows.groupby("seed"):
+                x, y = run["energy_j"] / run["grid_j"], run["hypervolume"] / run["target"]
+                index = np.searchsorted(x.to_numpy(), fractions, side="right") - 1
+                curves.append(np.where(index >= 0, y.to_numpy()[np.clip(index, 0, None)], 0.0))
+            axis.step(fractions, np.mean(curves, axis=0), where="post", label=method,
+                      linewidth=2.5 if method in ("greentune", "grid") else 1.2)
+        axis.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        axis.axvline(1 / 3, color="grey", linewidth=0.8, linestyle="--")
+        axis.set(title=space, xlabel="energy spent / the grid's energy", ylabel="hypervolume / the grid's final (mean over seeds)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--ablations", action="store_true", help="also the default preset with one idea changed at a time (teacher-student)"
+    )
+    parser.add_argument("--budget", type=float, default=1.0, help="each search's energy budget, in grid energies")
+    parser.add_argument("--max-trials", type=int, default=200)
+    parser.add_argument("--plot", default="search_efficiency.png")
+    parser.add_argument("--out", help="write every trial's row here (parquet)")
     args = parser.parse_args()
-    runs = []
-    for seed in range(args.seeds):
-        for name, method in METHODS.items():
-            with tempfile.TemporaryDirectory() as directory:
-                results = run_search(parse_search(search_spec(method, args.trials, seed)), directory)
-            runs.append((name, seed, results.reset_index(drop=True)))
-            ray.shutdown()
-    everything = pd.concat([results for _, _, results in runs])
-    finished = everything[everything["status"] == "finished"]
-    reference = finished[["quality", "energy_j"]].max().to_numpy(dtype=float) * 1.1
-    checkpoints = [max(1, round(args.trials * fraction)) for fraction in (0.25, 0.5, 0.75, 1.0)]
-    print(f"teacher-student, {args.trials} trials per search, {args.seeds} seeds; reference point {reference.round(4)}")
-    print(f"{'method':<14}" + "".join(f"{f'HV@{count}':>10}" for count in checkpoints) + f"{'energy J':>10}{'HV/kJ':>8}")
-    for name in METHODS:
-        mine = [results for method, _, results in runs if method == name]
-        volumes = [np.mean([hypervolume(results.iloc[:count], reference) for results in mine]) for count in checkpoints]
-        spent = np.mean([sum(trial_energy(row) for row in results.to_dict("records")) for results in mine])
-        print(f"{name:<14}" + "".join(f"{volume:>10.4f}" for volume in volumes) + f"{spent:>10.1f}{1000 * volumes[-1] / spent:>8.3f}")
+    torch.set_num_threads(1)  # as a Ray Tune trial worker runs
+    all_traces, all_runs = {}, []
+    for space_name in args.spaces:
+        space = SPACES[space_name]
+        started, rows = time.monotonic(), []
+        grid = grid_configs(method_search(space, {}, 0), space.grid_presets)
+        for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
+            grid_run = run(make_method("grid", space, seed, grid), np.inf, len(grid))
+            budget = args.budget * grid_run["spent_j"].sum()
+            rows.append(grid_run.assign(method="grid", seed=seed))
+            for name in args.methods + (list(ABLATIONS) if args.ablations and space.search is DEFAULT else []):
+                rows.append(run(make_method(name, space, seed, grid), budget, args.max_trials).assign(method=name, seed=seed))
+                print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
+        runs = pd.concat(rows, ignore_index=True).assign(space=space_name)
+        objectives = method_search(space, {}, 0).objectives
+        reached, traces = summarise(runs, objectives)
+        print_table(space_name, reached, runs, reference_point(runs[(runs["method"] == "grid") & runs["finished"]], objectives))
+        all_traces[space_name], all_runs = traces, all_runs + [runs]
+    plot(all_traces, args.plot)
+    print(f"\ncurves: {args.plot}")
+    if args.out:
+        pd.concat(all_runs, ignore_index=True).to_parquet(args.out, index=False)
 
 
 if __name__ == "__main__":

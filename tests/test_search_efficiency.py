@@ -1,0 +1,58 @@
+"""The search benchmark's bookkeeping: hypervolume against energy spent, on a case worked by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "search_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def efficiency():
+    spec = importlib.util.spec_from_file_location("search_efficiency", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(method, trials):
+    return pd.DataFrame(trials, columns=["quality", "energy_j", "spent_j", "finished"]).assign(method=method, seed=0)
+
+
+def test_energy_to_reach_the_grids_hypervolume_counts_stopped_trials_and_only_finished_points(efficiency):
+    runs = pd.concat([
+        # The grid: (quality 2, 2 J) and (1, 3 J). Its reference is the worst of
+        # each plus 10% of the range: (2.1, 3.1). Its hypervolume is
+        # 0.1 x 1.1 + 1.1 x 0.1 - 0.1 x 0.1 = 0.21, reached once it has spent 5 J.
+        rows("grid", [(2.0, 2.0, 2.0, True), (1.0, 3.0, 3.0, True)]),
+        # A search whose first trial was stopped (1 J, its point not counted),
+        # then one at (1, 2 J): 1.1 x 1.1 = 1.21, past the grid's, after 1 + 2 = 3 J.
+        rows("search", [(0.5, 0.5, 1.0, False), (1.0, 2.0, 2.0, True)]),
+        # One that never gets past 95% of the grid: (2, 2 J) alone is 0.11.
+        rows("weak", [(2.0, 2.0, 2.0, True)]),
+    ], ignore_index=True)
+    reached, traces = efficiency.summarise(runs, {"quality": "min", "energy_j": "min"})
+    reached = reached.set_index("method")
+    assert traces.loc[traces["method"] == "grid", "hypervolume"].iloc[-1] == pytest.approx(0.21)
+    assert reached.loc["grid", ["e95", "e100", "grid_j"]].tolist() == [5.0, 5.0, 5.0]
+    assert reached.loc["search", ["e95", "e100", "spent_j"]].tolist() == [3.0, 3.0, 3.0]
+    assert reached.loc["search", "final"] == pytest.approx(1.21 / 0.21)
+    assert reached.loc["weak", ["e95", "e100"]].isna().all()
+    assert reached.loc["weak", "final"] == pytest.approx(0.11 / 0.21)
+
+
+def test_the_grid_is_the_presets_published_points_in_the_searched_space(efficiency):
+    space = efficiency.SPACES["teacher-student"]
+    configs = efficiency.grid_configs(efficiency.method_search(space, {}, 0), space.grid_presets)
+    points = {(config["approach"], str(config.get("data_selection", config.get("random_pruning", "")))) for config in configs}
+    assert len(configs) == 7  # seed 000's Table I: two baselines, data selection x3, GradMax, pruning
+    assert ("data-selection", str({"selectivity": 0.3, "on_skip": "last"})) in points
+    assert ("random-pruning", str({"sparsity": 0.5, "distribution": "er"})) in points
+    gradmax = next(config for config in configs if config["approach"] == "gradmax")
+    assert gradmax["model"] == "small" and gradmax["gradmax"]["steps"] == 5
