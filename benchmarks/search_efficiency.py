@@ -229,8 +229,8 @@ def flat_space(search: SearchConfig) -> dict[str, Any]:
         for technique, domains in approach.space.items():
             for parameter, domain in domains.items():
                 key = f"{approach.name}/{technique}/{parameter}"
-                if isinstance(domain, Choice):
-                    space[key] = sy.choice(list(domain.options))
+                if isinstance(domain, Choice):  # by position: Syne Tune's choices must share one type
+                    space[key] = sy.choice(list(range(len(domain.options))))
                 elif isinstance(domain, Int):
                     space[key] = (sy.lograndint if domain.log else sy.randint)(int(domain.low), int(domain.high))
                 elif isinstance(domain, Float):
@@ -241,11 +241,15 @@ def flat_space(search: SearchConfig) -> dict[str, Any]:
 def unflatten(search: SearchConfig, flat: dict[str, Any]) -> dict:
     """The trial config of the flat configuration's approach."""
     approach = next(a for a in search.approaches if a.name == flat["approach"])
+
+    def value(technique: str, parameter: str, domain) -> Any:
+        if isinstance(domain, Fixed):
+            return domain.value
+        chosen = flat[f"{approach.name}/{technique}/{parameter}"]
+        return domain.options[chosen] if isinstance(domain, Choice) else chosen
+
     values = {
-        technique: {
-            parameter: domain.value if isinstance(domain, Fixed) else flat[f"{approach.name}/{technique}/{parameter}"]
-            for parameter, domain in domains.items()
-        }
+        technique: {parameter: value(technique, parameter, domain) for parameter, domain in domains.items()}
         for technique, domains in approach.space.items()
     }
     return trial_config(search, approach, values)
