@@ -15,7 +15,7 @@ CIFAR-shaped ResNet-20 and on VGG-11 at 16x16 (both fed random images),
 interleaving the variants over several rounds so machine drift hits all
 alike; medians of per-round ratios. One thread.
 
-    python benchmarks/sparse_step_time.py [--rounds 3] [--steps 40] [--device cpu]
+    python benchmarks/sparse_step_time.py [--rounds 3] [--steps 40] [--device cpu] [--setups mlp vgg11] [--variants dense feather]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from trainables.models import create_model
 from trainables.tasks import Task, TrainSettings, create_task
 
 SPARSITY = 0.9
+SETUPS = ("mlp", "resnet20", "vgg11")
 VARIANTS = {
     "dense": ([], {}),
     "feather": (["feather"], {"feather": {"sparsity": SPARSITY}}),
@@ -91,24 +92,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40, help="steps per run (ResNet); the MLP runs 25x as many")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="dense always runs")
     args = parser.parse_args()
+    variants = ["dense"] + [variant for variant in args.variants if variant != "dense"]
     torch.set_num_threads(1)
     student = create_task("teacher_student")
     setups = {
-        "teacher-student MLP 100:100:10": (student, "wide", student.defaults.override({"steps": 25 * args.steps, "eval_every": 25 * args.steps})),
-        "ResNet-20, 32x32 images, batch 64": (
-            RandomImages(), "resnet20",
+        "mlp": ("teacher-student MLP 100:100:10", student, "wide", student.defaults.override({"steps": 25 * args.steps, "eval_every": 25 * args.steps})),
+        "resnet20": (
+            "ResNet-20, 32x32 images, batch 64", RandomImages(), "resnet20",
             TrainSettings(lr=0.1, momentum=0.9, batch_size=64, steps=args.steps, eval_every=args.steps),
         ),
-        "VGG-11, 16x16 images, batch 32": (
-            RandomImages(size=16), "vgg11",
+        "vgg11": (
+            "VGG-11, 16x16 images, batch 32", RandomImages(size=16), "vgg11",
             TrainSettings(lr=0.01, momentum=0.9, batch_size=32, steps=args.steps, eval_every=args.steps),
         ),
     }
-    for label, (task, model, settings) in setups.items():
-        runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    for label, task, model, settings in (setups[name] for name in args.setups):
+        runs: dict[str, list[dict]] = {variant: [] for variant in variants}
         for round_index in range(args.rounds):
-            for variant in VARIANTS:
+            for variant in variants:
                 runs[variant].append(run(task, model, settings, variant, round_index, args.device))
         print(f"{label}: sparsity {SPARSITY}, {settings.steps} steps, {args.rounds} interleaved rounds, medians; "
               f"device {args.device}, energy source {runs['dense'][0]['source']}")
