@@ -169,13 +169,17 @@ class SecondOrderRemoval(Removal):
         cheapest = RunningTopK(count, masks.masks[0].device)
         for index, (fisher, active, layer) in enumerate(zip(self.fishers, self.active, masks.layers)):
             weights = layer.weight.detach().view(-1)[active]
-            cheapest.add(index, -fisher.removal_costs(weights, self.taylor), active)
-        chosen = cheapest.per_layer(len(masks.layers))
+            cheapest.add(index, -fisher.removal_costs(weights, self.taylor))
+        # Indices into each layer's active weights, which make its removal mask directly:
+        # matching positions against the active ones (torch.isin) sorts copies of both.
+        picked = cheapest.per_layer(len(masks.layers))
+        chosen = []
         with torch.no_grad():
-            for fisher, active, layer, positions in zip(self.fishers, self.active, masks.layers, chosen):
+            for fisher, active, layer, picks in zip(self.fishers, self.active, masks.layers, picked):
                 flat = layer.weight.view(-1)
-                removed = torch.isin(active, positions)
+                removed = torch.zeros_like(active, dtype=torch.bool).index_fill_(0, picks, True)
                 flat[active] = fisher.remove(flat[active], removed, self.taylor)
+                chosen.append(active[picks])
         self.fishers = None
         return chosen
 

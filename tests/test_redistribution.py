@@ -12,7 +12,7 @@ import techniques
 from techniques import Fixed
 from techniques.masks import WeightMasks, balanced_count, balanced_mask, fan_in_uniform_, prunable_layers, random_mask
 from techniques.redistribution import Redistribution
-from techniques.redistribution_rules import GlobalGradientGrowth, LayerSignals, LossGrowth
+from techniques.redistribution_rules import GlobalGradientGrowth, LayerSignals, LossGrowth, SecondOrderRemoval
 from techniques.registry import available
 from techniques.schedules import cosine_decay
 from techniques.selection import largest_positions, random_free_positions
@@ -316,3 +316,49 @@ def test_random_free_positions_are_distinct_free_and_uniform():
         hits[picked] += 1
     free = hits[~mask.view(-1)]
     assert free.mean() == pytest.approx(300 * 100 / 1600) and free.std() < 0.3 * free.mean()
+
+
+def test_the_fisher_inverse_keeps_one_triangle_per_block_and_unpacking_in_chunks_changes_nothing(monkeypatch):
+    generator = torch.Generator().manual_seed(6)
+    size, block, samples = 7 * 10 + 3, 10, 12  # eight blocks, the last partial
+    gradients = torch.randn(samples, size, generator=generator)
+    weights = torch.randn(size, generator=generator)
+    removed = torch.rand(size, generator=generator) < 0.3
+    results = []
+    for chunk in (1, 3, 4096):
+        monkeypatch.setattr(woodfisher, "SOLVE_CHUNK", chunk)
+        fisher = BlockFisherInverse(size, block, 0.1, samples)
+        for gradient in gradients:
+            fisher.add(gradient)
+        assert fisher.packed.shape == (8, block * (block + 1) // 2)
+        results.append([fisher.dense(), fisher.removal_costs(weights, True), fisher.remove(weights, removed, True)])
+    dense = results[0][0]
+    assert torch.equal(dense, dense.T)
+    for result in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(result, results[0]))
+
+
+@pytest.mark.parametrize("taylor", [False, True])
+def test_second_order_removal_drops_the_globally_cheapest_weights_and_moves_the_rest_by_obs(taylor):
+    model, masks = small_network_with_masks(seed=2)
+    removal = SecondOrderRemoval(block_size=4, dampening=0.5, taylor=taylor)
+    removal.begin(masks, samples=3)
+    for _ in range(3):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(torch.randn(8, 12)), torch.randint(0, 5, (8,))).backward()
+        masks.apply_to_gradients()
+        removal.observe(masks)
+    fishers, actives = removal.fishers, removal.active
+    weights = [layer.weight.detach().view(-1)[active].clone() for layer, active in zip(masks.layers, actives)]
+    costs = torch.cat([fisher.removal_costs(w, taylor) for fisher, w in zip(fishers, weights)])
+    count = round(0.3 * sum(masks.active()))
+    cheapest = set(torch.topk(-costs, count).indices.tolist())
+
+    chosen = removal.choose(masks, 0.3)
+    offset = 0
+    for fisher, active, w, layer, positions in zip(fishers, actives, weights, masks.layers, chosen):
+        removed = torch.isin(active, positions)
+        assert {offset + i for i in removed.nonzero().squeeze(1).tolist()} == cheapest & set(range(offset, offset + len(active)))
+        assert torch.equal(layer.weight.detach().view(-1)[active], fisher.remove(w, removed, taylor))
+        offset += len(active)
+    assert sum(len(positions) for positions in chosen) == count
