@@ -35,20 +35,13 @@ TRIALS, EVALUATIONS = 4, 2
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    import ray
-
+def results(tmp_path_factory, local_ray) -> Path:
     from search.config import load_search
     from search.runner import run_search
 
     directory = tmp_path_factory.mktemp("search")
     (directory / "search.yaml").write_text(yaml.safe_dump(SEARCH))
-    # A private Ray: ray.init() would join any cluster already running on the machine.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        run_search(load_search(directory / "search.yaml"), directory / "results")
-    finally:
-        ray.shutdown()
+    run_search(load_search(directory / "search.yaml"), directory / "results")
     return directory / "results"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import ray
 
 import greentune
 
@@ -23,11 +22,8 @@ SEARCH = {
 }
 
 
-def test_run_returns_the_trials_and_their_directory_and_analyze_reads_them(tmp_path):
-    try:
-        results = greentune.run(SEARCH, results=tmp_path / "out", num_trials=3, seed=4)
-    finally:
-        ray.shutdown()
+def test_run_returns_the_trials_and_their_directory_and_analyze_reads_them(tmp_path, local_ray):
+    results = greentune.run(SEARCH, results=tmp_path / "out", num_trials=3, seed=4)
     assert results.directory == (tmp_path / "out").resolve()
     assert len(results.trials) == 3 and (results.trials["status"] == "finished").all()
     assert (results.trials["seed"] == 4).all() and results.search.settings["num_trials"] == 3

@@ -1,4 +1,9 @@
-"""The greentune command as a user runs it: errors are one line and exit 2; a real search writes its results."""
+"""The greentune command as a user runs it: errors are one line and exit 2; a real search writes its results.
+
+A new interpreter runs the command where the process is the point (its exit
+code, nothing printed on the way); the rest call ``main`` in this process,
+and the searches share the tests' local Ray.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,20 @@ import pytest
 import torch
 import yaml
 
+from search.cli import main
+
 
 def greentune(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
+
+
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``greentune ARGS`` through ``main``, with its exit code and output as a process would give them."""
+    code = main([*map(str, args)])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_one_line_usage_error(result, fragment):
@@ -31,27 +45,28 @@ def test_presets_are_listed_one_per_line():
     assert any(line.startswith("default ") for line in result.stdout.splitlines())
 
 
-def test_a_bad_config_field_is_one_line_naming_it(tmp_path):
+def test_a_bad_config_field_is_one_line_naming_it(tmp_path, capsys):
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump({"approaches": {"b": {"techniques": ["baseline"]}}, "num_trails": 4}))
+    # A new interpreter: the process exits with 2, and loading torch and the search layer prints nothing more.
     assert_one_line_usage_error(greentune("run", "--config", path), "unknown field 'num_trails'")
-    assert_one_line_usage_error(greentune("validate", path), "unknown field 'num_trails'")
+    assert_one_line_usage_error(in_process(capsys, "validate", path), "unknown field 'num_trails'")
 
 
-def test_a_missing_file_an_unknown_preset_and_a_bad_flag(tmp_path):
-    assert_one_line_usage_error(greentune("run", "--config", tmp_path / "nope.yaml"), "no search file at")
-    assert_one_line_usage_error(greentune("run", "--preset", "fastest"), "unknown preset 'fastest'")
-    assert_one_line_usage_error(greentune("run", "--num-trials", "many"), "invalid int value")
-    assert_one_line_usage_error(greentune("run", "--colour"), "unrecognized arguments: --colour")
+def test_a_missing_file_an_unknown_preset_and_a_bad_flag(tmp_path, capsys):
+    assert_one_line_usage_error(in_process(capsys, "run", "--config", tmp_path / "nope.yaml"), "no search file at")
+    assert_one_line_usage_error(in_process(capsys, "run", "--preset", "fastest"), "unknown preset 'fastest'")
+    assert_one_line_usage_error(in_process(capsys, "run", "--num-trials", "many"), "invalid int value")
+    assert_one_line_usage_error(in_process(capsys, "run", "--colour"), "unrecognized arguments: --colour")
 
 
-def test_invalid_yaml_is_one_line(tmp_path):
+def test_invalid_yaml_is_one_line(tmp_path, capsys):
     path = tmp_path / "broken.yaml"
     path.write_text("approaches: [unclosed\n")
-    assert_one_line_usage_error(greentune("validate", path), "is not valid YAML")
+    assert_one_line_usage_error(in_process(capsys, "validate", path), "is not valid YAML")
 
 
-def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
+def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, monkeypatch, local_ray):
     search = {
         "task": "teacher_student",
         "train": {"steps": 200, "eval_every": 100},
@@ -68,7 +83,8 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
     config = tmp_path / "small.yaml"
     config.write_text(yaml.safe_dump(search))
     out, shared = tmp_path / "results", tmp_path / "shared-storage"
-    result = greentune("run", "--config", config, "--results", out, "--storage", shared, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = in_process(capsys, "run", "--config", config, "--results", out, "--storage", shared)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto-optimal trials" in result.stdout and str(out) in result.stdout
     assert "Each approach over its finished trials" in result.stdout and "energy gain vs baseline-big" in result.stdout
@@ -93,11 +109,12 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path):
     assert (stored / "search.yaml").exists() and (stored / "history.parquet").exists()
 
 
-def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path):
+def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path, capsys, monkeypatch, local_ray):
     search = {
         "task": "teacher_student",
         "train": {"steps": 200, "eval_every": 50},
-        "approaches": {"baseline-big": {"techniques": ["baseline"], "model": "big"}},
+        # A searched parameter, so that no two trials train the same configuration.
+        "approaches": {"pruned-big": {"techniques": ["random_pruning"], "model": "big"}},
         "num_trials": 30,
         "searcher": "random",
         "max_concurrent": 1,  # one trial at a time: those before the one the budget stops have finished
@@ -105,7 +122,8 @@ def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path)
     config = tmp_path / "budget.yaml"
     config.write_text(yaml.safe_dump(search))
     out = tmp_path / "results"
-    result = greentune("run", "--config", config, "--results", out, "--energy-budget", 3, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = in_process(capsys, "run", "--config", config, "--results", out, "--energy-budget", 3)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(or until 3 J are spent)" in result.stdout
     results = pd.read_parquet(out / "results.parquet")  # what ran stays on disk
@@ -116,5 +134,5 @@ def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path)
     assert f"{spent / 3:.0%} of 3 J spent" in line and "hypervolume" in line and "finished trials" in line
 
 
-def test_a_non_positive_energy_budget_is_a_usage_error():
-    assert_one_line_usage_error(greentune("run", "--energy-budget", "-5"), "--energy-budget must be a positive number")
+def test_a_non_positive_energy_budget_is_a_usage_error(capsys):
+    assert_one_line_usage_error(in_process(capsys, "run", "--energy-budget", "-5"), "--energy-budget must be a positive number")
