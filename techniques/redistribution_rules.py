@@ -173,14 +173,15 @@ class SecondOrderRemoval(Removal):
         # Indices into each layer's active weights, which make its removal mask directly:
         # matching positions against the active ones (torch.isin) sorts copies of both.
         picked = cheapest.per_layer(len(masks.layers))
+        fishers, actives, self.fishers, self.active = self.fishers, self.active, None, []
         chosen = []
         with torch.no_grad():
-            for fisher, active, layer, picks in zip(self.fishers, self.active, masks.layers, picked):
+            for layer, picks in zip(masks.layers, picked):
+                fisher, active = fishers.pop(0), actives.pop(0)  # a layer's inverse is freed once it is used
                 flat = layer.weight.view(-1)
                 removed = torch.zeros_like(active, dtype=torch.bool).index_fill_(0, picks, True)
                 flat[active] = fisher.remove(flat[active], removed, self.taylor)
                 chosen.append(active[picks])
-        self.fishers = None
         return chosen
 
 
