@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import subprocess
 
 import numpy as np
 from torchvision import datasets
@@ -52,3 +53,15 @@ def write_cifar(root, monkeypatch, dataset="cifar10", per_file=8, classes=10):
     monkeypatch.setattr(cls, "test_list", [batch(name) for name, _ in cls.test_list])
     _, meta_md5 = write(cls.meta["filename"], {cls.meta["key"]: [f"class {index}" for index in range(classes)]})
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": meta_md5})
+
+
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``greentune ARGS`` through ``main`` in this process, its exit code and output as a new process would give them.
+
+    A new interpreter costs seconds of start-up; tests use one only where the process itself is the point.
+    """
+    from search.cli import main
+
+    code = main([*map(str, args)])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)

@@ -16,20 +16,13 @@ import pytest
 import torch
 import yaml
 
-from search.cli import main
+from helpers import in_process
 
 
 def greentune(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
-
-
-def in_process(capsys, *args) -> subprocess.CompletedProcess:
-    """``greentune ARGS`` through ``main``, with its exit code and output as a process would give them."""
-    code = main([*map(str, args)])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_one_line_usage_error(result, fragment):

@@ -2,9 +2,11 @@
 
 The plug-in lives under tmp_path as a module plus a ``*.dist-info`` folder
 (``METADATA`` and ``entry_points.txt``), put on ``PYTHONPATH``: what pip
-leaves behind when it installs a distribution. Each command runs in its own
-process, so the registry discovers it from scratch, and Ray's workers inherit
-the path, as they would an installed package.
+leaves behind when it installs a distribution. Each command that lists or
+searches the plug-in runs in its own process, so the registry discovers it
+from scratch, and Ray's workers inherit the path, as they would an installed
+package. Bad names are checked in this process, with the plug-in's folder on
+``sys.path``: their one-line errors do not depend on what was discovered.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pytest
 import yaml
 
 from search.cli import main
+
+from helpers import in_process
 
 PLUGIN = '''
 """A plug-in technique: clip the gradient norm after each backward."""
@@ -128,8 +132,9 @@ def test_a_bad_technique_is_one_line_and_exit_2(plugin, tmp_path, technique, mes
     assert len(lines) == 1 and lines[0].startswith("greentune: error:") and message in lines[0], lines
 
 
-def test_listing_a_bad_import_path_is_one_line_and_exit_2(plugin):
-    assert_one_line_usage_error(greentune(plugin, "techniques", "granet", "demo_clipping:Missing"), "has no 'Missing'")
+def test_listing_a_bad_import_path_is_one_line_and_exit_2(plugin, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(plugin["PYTHONPATH"].split(os.pathsep)[0])  # in-process, as the bad names above
+    assert_one_line_usage_error(in_process(capsys, "techniques", "granet", "demo_clipping:Missing"), "has no 'Missing'")
 
 
 def assert_one_line_usage_error(result, message):
