@@ -50,15 +50,14 @@ class BlockFisherInverse:
             raise ValueError(f"need block_size >= 1, dampening > 0, samples >= 1; got {block_size}, {dampening}, {samples}")
         self.size, self.block_size, self.samples = size, block_size, samples
         blocks = max(1, math.ceil(size / block_size))
-        self.rows, self.columns = torch.triu_indices(block_size, block_size, device=device)
-        self.diagonal = (self.rows == self.columns).nonzero().squeeze(1)  # where a packed row holds the diagonal
-        self.upper = self.rows * block_size + self.columns  # where a full block holds each packed entry
+        rows, columns = torch.triu_indices(block_size, block_size, device=device)
+        self.diagonal = (rows == columns).nonzero().squeeze(1)  # where a packed row holds the diagonal
+        self.upper = rows * block_size + columns  # where a full block holds each packed entry
         entries = torch.empty(block_size, block_size, dtype=torch.long, device=device)
-        entries[self.rows, self.columns] = entries[self.columns, self.rows] = torch.arange(len(self.rows), device=device)
+        entries[rows, columns] = entries[columns, rows] = torch.arange(len(rows), device=device)
         self.entries = entries.view(-1)  # for each entry of a full block, where its packed row holds it
         # Scaled before it is repeated: dividing the repeated blocks would hold two copies of them at once.
-        identity = (self.rows == self.columns).to(dtype)
-        self.packed = identity.div_(dampening).repeat(blocks, 1)
+        self.packed = (rows == columns).to(dtype).div_(dampening).repeat(blocks, 1)
         self.gradient_sum = torch.zeros(blocks * block_size, device=device, dtype=dtype)
         self.count = 0
 
