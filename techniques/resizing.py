@@ -51,7 +51,7 @@ class ScheduledResize(Technique):
         final = [max(1, round(width * self.width_ratio)) for width in initial]
         # Each step rounded on its own, so start + span <= 1 keeps them all inside the run.
         fractions = [self.start + self.span * index / max(1, self.steps - 1) for index in range(self.steps)]
-        at = [max(1, round(fraction * run.total_steps)) for fraction in fractions]
+        at = distinct_steps([max(1, round(fraction * run.total_steps)) for fraction in fractions], run.total_steps)
         self.plan = {
             step: [round(begin + (end - begin) * (index + 1) / self.steps) for begin, end in zip(initial, final)]
             for index, step in enumerate(at)
@@ -79,3 +79,24 @@ class ScheduledResize(Technique):
             f"{type(self).__name__}(width_ratio={self.width_ratio}, start={self.start}, span={self.span}, "
             f"steps={self.steps})"
         )
+
+
+def distinct_steps(steps: list[int], last: int) -> list[int]:
+    """Ascending ``steps`` moved apart where they coincide, one optimizer step at a time, within [1, last].
+
+    A short span with many resizes rounds several onto one optimizer step;
+    the plan would then keep only the last of them, one jump as large as
+    several, which GradMax cannot make (M has few directions). Moved apart,
+    every resize keeps its size. Only a run with fewer steps than resizes
+    keeps some together.
+
+    >>> distinct_steps([4, 4, 5, 9], 100), distinct_steps([99, 100, 100], 100)
+    ([4, 5, 6, 9], [98, 99, 100])
+    """
+    spread = list(steps)
+    for index in range(1, len(spread)):
+        spread[index] = max(spread[index], spread[index - 1] + 1)
+    spread[-1] = min(spread[-1], last)  # pushed past the end: the tail slides back
+    for index in reversed(range(len(spread) - 1)):
+        spread[index] = max(1, min(spread[index], spread[index + 1] - 1))
+    return spread

@@ -260,3 +260,13 @@ def test_fixed_masks_and_resizing_cannot_be_stacked():
 def test_growing_more_units_per_step_than_m_has_directions_is_refused_before_training():
     with pytest.raises(ValueError, match="only 10 directions"):
         make_training(gradmax(steps=1), model="small", steps=35)
+
+
+def test_resizes_that_round_onto_one_step_are_moved_apart_and_keep_their_size():
+    # 16 growth steps within 0.1% of 3500 steps: before, they collapsed onto
+    # four optimizer steps, one of them adding 12 units where M has 10 directions.
+    training = make_training(gradmax(start=0.3, span=0.001, steps=16), model="small", steps=3500, eval_every=3500)
+    plan = sorted(training.technique.plan.items())
+    assert [step for step, _ in plan] == list(range(1050, 1066))
+    widths_in_order = [25] + [targets[0] for _, targets in plan]
+    assert widths_in_order[-1] == 50 and max(b - a for a, b in zip(widths_in_order, widths_in_order[1:])) <= 2
