@@ -63,7 +63,7 @@ class GraNet(Technique):
         self.start_fraction, self.end_fraction, self.interval = start_fraction, end_fraction, interval
         self.regrow_fraction, self.regenerate = regrow_fraction, regenerate
         self.start_step = self.end_step = self.total_steps = 0
-        self._densities: list[float] = []
+        self._layer_densities: dict[bool, dict] = {}  # with dense gradients or not -> per layer
 
     def prepare(self, model, run: Run):
         self.masks = WeightMasks(prunable_layers(model))
@@ -79,7 +79,7 @@ class GraNet(Technique):
         self.start_step = round(self.start_fraction * run.total_steps)
         rounds = max(1, int((self.end_fraction - self.start_fraction) * run.total_steps) // self.interval)
         self.end_step = self.start_step + rounds * self.interval
-        self._densities = self.masks.densities()
+        self._set_densities()
         return model
 
     def is_update_step(self, step: int) -> bool:
@@ -91,15 +91,32 @@ class GraNet(Technique):
     def current_regrow_fraction(self, step: int) -> float:
         return cosine_decay(self.regrow_fraction, step, self.total_steps) if self.regenerate else 0.0
 
+    def regrows(self, step: int) -> bool:
+        """Whether the update after ``step``'s optimizer step regrows by gradient, which needs that step's gradients dense."""
+        return self.is_update_step(step) and self.current_regrow_fraction(step) > 0
+
+    def after_backward(self, run: Run) -> None:
+        # Between mask updates the masks are fixed, and masking the gradients
+        # is enough, as for random pruning: a pruned weight is zero with zero
+        # optimizer state (the update zeroes both), so with a zero gradient it
+        # stays exactly zero under SGD and Adam. Only a step whose gradients
+        # score the regrowth keeps them dense; its update zeroes what they moved.
+        if not self.regrows(run.step + 1):
+            self.masks.apply_to_gradients()
+
     def after_step(self, run: Run) -> None:
-        if self.is_update_step(run.step):
-            if run.step <= self.end_step:
-                self.masks.prune_global_magnitude(self.scheduled_sparsity(run.step))
-                self.masks.apply()
-            self.regenerate_connections(run)
-            self._densities = self.masks.densities()
+        if not self.is_update_step(run.step):
+            return
+        if run.step <= self.end_step:
+            self.masks.prune_global_magnitude(self.scheduled_sparsity(run.step))
+        self.regenerate_connections(run)
+        # Pruned and dropped weights and their state are zeroed once, with the final masks; regrown
+        # ones were zeroed as they grew. So are their gradients: a skipped batch may step again with
+        # them (data selection's "last").
         self.masks.apply()
         self.masks.apply_to_optimizer(run.optimizer)
+        self.masks.apply_to_gradients()
+        self._set_densities()
 
     @torch.no_grad()
     def regenerate_connections(self, run: Run) -> None:
@@ -109,17 +126,19 @@ class GraNet(Technique):
         if fraction == 0.0 or any(gradient is None for gradient in gradients):
             return
         counts = self.masks.drop_smallest_magnitude(fraction)
-        self.masks.apply()
-        self.masks.apply_to_optimizer(run.optimizer)
-        self.masks.grow_largest(gradients, counts)
+        self.masks.grow_largest(gradients, counts, run.optimizer)
+
+    def _set_densities(self) -> None:
+        # Read every step by the FLOP count, so both answers are built once per mask update.
+        pairs = list(zip(self.masks.layers, self.masks.densities()))
+        self._layer_densities = {
+            dense: {layer: LayerDensity(weights=density, gradients=1.0 if dense else density) for layer, density in pairs}
+            for dense in (False, True)
+        }
 
     def layer_densities(self, run):
         # The step whose gradients score the regrowth needs them dense.
-        dense_gradients = self.current_regrow_fraction(run.step + 1) > 0 and self.is_update_step(run.step + 1)
-        return {
-            layer: LayerDensity(weights=density, gradients=1.0 if dense_gradients else density)
-            for layer, density in zip(self.masks.layers, self._densities)
-        }
+        return self._layer_densities[self.regrows(run.step + 1)]
 
     def metrics(self, run):
         return {"sparsity": 1.0 - self.masks.density(), "regrow_fraction": self.current_regrow_fraction(run.step)}

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
+FLOAT_MASK_SIZE = 2**18  # the largest layer (in weights) zeroed by multiplying with a float mask: 1 MiB in float32
 
 
 def keep_dense(layer: nn.Module) -> nn.Module:
@@ -70,43 +71,58 @@ class WeightMasks:
     def __iter__(self):
         return iter(zip(self.layers, self.masks))
 
-    # The loop zeroes pruned entries every step, so the inverted masks are
-    # kept rather than recomputed (~mask allocates a layer-sized tensor each
-    # time), and a mask that keeps every weight is skipped. They are rebuilt
-    # only when a mask is replaced or written in place (its version counter
-    # moves). A float copy to multiply by would be faster still on a CPU, but
-    # costs four bytes a weight, which matters for the largest layers.
+    # Pruned entries are zeroed every step, so this is the hot path. What
+    # zeroes them is cached per mask and rebuilt only when a mask is replaced
+    # or written in place (its version counter moves): nothing where the mask
+    # keeps every weight; a float copy to multiply by in a small layer, where
+    # multiplying is several times faster than masked_fill_ on a CPU (whose
+    # cost also grows as the mask gets less regular) and four bytes a weight
+    # cost little; the inverted mask for masked_fill_ in a large one, at one
+    # byte a weight. x * 1.0 is x exactly and x * 0.0 a zero (of x's sign;
+    # NaN where x is NaN or infinite, when the run has diverged anyway).
 
-    def _pruned(self) -> list[torch.Tensor | None]:
-        # The key holds the masks themselves, so a freed mask's id cannot be reused by a new one.
-        key = getattr(self, "_pruned_key", [])
-        if len(key) != len(self.masks) or any(
-            mask is not seen or mask._version != version for mask, (seen, version) in zip(self.masks, key)
-        ):
-            self._pruned_cache = [None if bool(mask.all()) else ~mask for mask in self.masks]
-            self._pruned_key = [(mask, mask._version) for mask in self.masks]
-        return self._pruned_cache
+    def _zeroing(self) -> list[tuple[int, torch.Tensor]]:
+        """(layer index, float mask or inverted mask) for each mask that prunes something."""
+        versions = [mask._version for mask in self.masks]
+        if versions != getattr(self, "_zeroing_versions", None) or list(map(id, self.masks)) != self._zeroing_ids:
+            # Read as bytes: reductions and conversions of bool tensors are several times slower on a CPU.
+            self._zeroing_cache = [
+                (index, mask.view(torch.uint8).to(layer.weight.dtype) if mask.numel() <= FLOAT_MASK_SIZE else ~mask)
+                for index, (layer, mask) in enumerate(self)
+                if not bool(mask.view(torch.uint8).min())
+            ]
+            # Holding the masks keeps their ids from being reused by new ones.
+            self._zeroing_masks, self._zeroing_ids = list(self.masks), list(map(id, self.masks))
+            self._zeroing_versions = versions
+        return self._zeroing_cache
 
     def _zero_pruned(self, tensors: list[torch.Tensor | None]) -> None:
-        for tensor, pruned in zip(tensors, self._pruned()):
-            if tensor is not None and pruned is not None and tensor.shape == pruned.shape:
-                tensor.masked_fill_(pruned, 0)
+        for index, zeroing in self._zeroing():
+            tensor = tensors[index]
+            if tensor is None or tensor.shape != zeroing.shape:
+                continue
+            if zeroing.dtype == torch.bool:
+                tensor.masked_fill_(zeroing, 0)
+            else:
+                tensor.mul_(zeroing)
 
     def __getstate__(self) -> dict:
-        # The inverted masks are a cache: checkpoints carry the masks only.
-        return {key: value for key, value in self.__dict__.items() if not key.startswith("_pruned")}
+        # The zeroing tensors are a cache: checkpoints carry the masks only.
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_zeroing")}
 
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every pruned weight (call after each optimizer step)."""
         self._zero_pruned([layer.weight for layer in self.layers])
 
-    @torch.no_grad()
+    # Gradients and optimizer state never require gradients themselves, so
+    # these two need no torch.no_grad(), whose wrapper costs as much as the
+    # multiplications in a small network's every step.
+
     def apply_to_gradients(self) -> None:
         """Zero the gradients of pruned weights."""
         self._zero_pruned([layer.weight.grad for layer in self.layers])
 
-    @torch.no_grad()
     def apply_to_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero the optimizer state (momentum, Adam moments) of pruned weights.
 
@@ -134,17 +150,25 @@ class WeightMasks:
     def _switch(self, index: int, positions: torch.Tensor, active: bool, optimizer) -> None:
         flat = self.masks[index].view(-1)
         positions = positions.to(flat.device)
-        switching = int(torch.count_nonzero(flat[positions] != active))
-        if switching != len(positions) or len(positions) != len(torch.unique(positions)):
+        previous, before = flat[positions], torch.count_nonzero(flat)
+        flat.index_fill_(0, positions, active)
+        # Only distinct positions, all in the other state, change the count by their number (no sort needed).
+        if int(torch.count_nonzero(flat) - before) != (len(positions) if active else -len(positions)):
+            flat[positions] = previous
             state = "inactive" if active else "active"
             raise ValueError(f"layer {index}: every position must be distinct and currently {state}")
-        flat[positions] = active
+        # A dropped weight's gradient too: a skipped batch may step again with it (data selection's "last").
+        self._zero_at(index, positions, optimizer, gradient=not active)
+
+    def _zero_at(self, index: int, positions: torch.Tensor, optimizer, gradient: bool = False) -> None:
+        """Zero layer ``index``'s weight and optimizer state (and gradient) at flat ``positions``."""
         weight = self.layers[index].weight
-        weight.view(-1)[positions] = 0
+        tensors = [weight, weight.grad if gradient else None]
         if optimizer is not None:
-            for value in optimizer.state.get(weight, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                    value.view(-1)[positions] = 0
+            tensors += optimizer.state.get(weight, {}).values()
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.shape == weight.shape:
+                tensor.view(-1).index_fill_(0, positions, 0)
 
     def active(self) -> list[int]:
         return [int(torch.count_nonzero(mask)) for mask in self.masks]  # a bool sum() would copy to int64
@@ -169,9 +193,9 @@ class WeightMasks:
         keep = round((1.0 - sparsity) * sum(mask.numel() for mask in self.masks))
         if keep >= sum(self.active()):
             return
-        scores = torch.cat([torch.where(mask, layer.weight.abs(), -1.0).flatten() for layer, mask in self])
-        kept = torch.zeros_like(scores, dtype=torch.bool)
-        kept[top_positions(scores, keep)] = True
+        # masked_fill_ rather than torch.where: the same scores, up to three times faster on a CPU.
+        scores = torch.cat([layer.weight.abs().masked_fill_(~mask, -1.0).flatten() for layer, mask in self])
+        kept = torch.zeros_like(scores, dtype=torch.bool).index_fill_(0, top_positions(scores, keep), True)
         for mask, part in zip(self.masks, kept.split([mask.numel() for mask in self.masks])):
             mask.copy_(part.view_as(mask))
 
@@ -184,27 +208,27 @@ class WeightMasks:
         """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-        counts = []
-        for layer, mask in self:
-            count = math.ceil(fraction * int(mask.sum()))
-            scores = torch.where(mask, layer.weight.abs(), math.inf).flatten()
-            mask.view(-1)[top_positions(scores, count, largest=False)] = False
-            counts.append(count)
+        counts = [math.ceil(fraction * active) for active in self.active()]
+        for (layer, mask), count in zip(self, counts):
+            scores = layer.weight.abs().masked_fill_(~mask, math.inf).flatten()
+            mask.view(-1).index_fill_(0, top_positions(scores, count, largest=False), False)
         return counts
 
     @torch.no_grad()
-    def grow_largest(self, scores: Sequence[torch.Tensor], counts: Sequence[int]) -> None:
+    def grow_largest(
+        self, scores: Sequence[torch.Tensor], counts: Sequence[int], optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
         """In each layer, activate ``counts[i]`` inactive entries of largest ``scores[i]``; they start at zero.
 
         With the gradient magnitude as score this is RigL's regrowth: the
         connections that would reduce the loss fastest come back, with a
-        zero weight so the network's function does not jump.
+        zero weight (and zero optimizer state, given the optimizer) so the
+        network's function does not jump.
         """
-        for (layer, mask), score, count in zip(self, scores, counts):
-            candidates = torch.where(mask, -math.inf, score.abs()).flatten()
-            grown = top_positions(candidates, count)
-            mask.view(-1)[grown] = True
-            layer.weight.view(-1)[grown] = 0.0
+        for index, (mask, score, count) in enumerate(zip(self.masks, scores, counts)):
+            grown = top_positions(score.abs().masked_fill_(mask, -math.inf).flatten(), count)
+            mask.view(-1).index_fill_(0, grown, True)
+            self._zero_at(index, grown, optimizer)
 
 
 def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:

@@ -69,7 +69,7 @@ class StaticSparse(Technique):
             raise ValueError(f"density must be in (0, 1], got {density}")
         self.density = density
         self.masks: WeightMasks | None = None
-        self._densities: list[float] = []  # per masked layer, refreshed whenever the masks change
+        self._layer_densities: dict = {}  # per masked layer, rebuilt whenever the masks change
         self.generator = torch.Generator()
 
     def prepare(self, model, run: Run):
@@ -79,7 +79,7 @@ class StaticSparse(Technique):
         for layer, mask in zip(layers, masks):
             fan_in_uniform_(layer, mask, self.generator)
         self.masks = WeightMasks(layers, masks)
-        self._densities = self.masks.densities()
+        self._set_densities()
         return model
 
     def after_backward(self, run: Run) -> None:
@@ -91,12 +91,15 @@ class StaticSparse(Technique):
     def metrics(self, run: Run) -> dict[str, float]:
         return {"density": self.masks.density()}
 
-    def layer_densities(self, run: Run):
+    def _set_densities(self) -> None:
         # A training step needs only the active weights and their gradients;
         # the dense gradient that growth scores is taken once per
         # redistribution, outside the training steps, and is not counted.
-        pairs = zip(self.masks.layers, self._densities)
-        return {layer: LayerDensity(weights=density, gradients=density) for layer, density in pairs}
+        pairs = zip(self.masks.layers, self.masks.densities())
+        self._layer_densities = {layer: LayerDensity(weights=density, gradients=density) for layer, density in pairs}
+
+    def layer_densities(self, run: Run):
+        return self._layer_densities  # read every step by the FLOP count
 
     def settings(self) -> dict:
         """The constructor's arguments, for ``repr``."""
@@ -177,7 +180,7 @@ class Redistribution(StaticSparse):
         grown = self.growth.choose(self.masks, [len(positions) for positions in removed], signals, self.generator)
         for index, positions in enumerate(grown):
             self.masks.grow(index, positions, run.optimizer)
-        self._densities = self.masks.densities()
+        self._set_densities()
         self.induced.append((before, self._loss(run, inputs, targets)))
 
     @staticmethod

@@ -151,3 +151,26 @@ def test_gradients_are_charged_dense_only_on_regeneration_steps():
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(ValueError, match=message):
         GraNet(**params)
+
+
+@pytest.mark.parametrize("name", ["granet", "gmp"])
+@pytest.mark.parametrize("train", [
+    {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-3},
+    {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3},
+])
+@pytest.mark.parametrize("selectivity", [1.0, 0.5])  # 0.5: skipped batches step again with the last gradients
+def test_pruned_weights_and_their_state_stay_exactly_zero_at_every_step(name, train, selectivity):
+    stack = techniques.create(
+        [name, "data_selection"],
+        {name: {"final_sparsity": 0.9, "end_fraction": 0.5, "interval": 4}, "data_selection": {"selectivity": selectivity}},
+    )
+    training = make_training(stack, steps=40, model="wide", **train)
+    technique = next(member for member in stack.members if member.name == name)
+    while training.step < 40:
+        training._train_step()
+        for layer, mask in technique.masks:
+            assert torch.all(layer.weight[~mask] == 0)
+            for value in training.optimizer.state[layer.weight].values():
+                if value.shape == mask.shape:
+                    assert torch.all(value[~mask] == 0)
+    assert technique.masks.density() == pytest.approx(0.1, abs=1 / 11000)

@@ -82,3 +82,62 @@ def test_fixed_masks_keep_pruned_weights_and_their_state_exactly_zero_from_the_g
             if value.shape == mask.shape:
                 assert torch.all(value[~mask] == 0)
     assert final["params"] == sum(int(torch.count_nonzero(p)) for p in training.model.parameters())
+
+
+def sparse_linear_model_and_masks(density=0.3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2))
+    masks = WeightMasks(prunable_layers(model), [random_mask(layer.weight.shape, density, generator) for layer in prunable_layers(model)])
+    model(torch.randn(4, 8, generator=generator)).pow(2).sum().backward()
+    return model, masks
+
+
+def test_a_mask_changed_in_place_or_replaced_is_what_the_next_zeroing_uses():
+    model, masks = sparse_linear_model_and_masks()
+    masks.apply_to_gradients()
+    active = masks.masks[0].nonzero()[0].tolist()
+    masks.masks[0][tuple(active)] = False  # in place, behind the masks' back
+    masks.masks[1] = torch.zeros_like(masks.masks[1])  # replaced
+    masks.apply()
+    assert model[0].weight[tuple(active)] == 0 and torch.all(model[2].weight == 0)
+    masks.masks[1] = torch.ones_like(masks.masks[1])  # keeps everything: nothing to zero
+    model[2].weight.grad = torch.ones_like(model[2].weight)
+    masks.apply_to_gradients()
+    assert torch.all(model[2].weight.grad == 1)
+
+
+@pytest.mark.parametrize("float_mask_size", [0, 10**9])  # every layer by masked_fill_, or every layer by a float mask
+def test_both_ways_of_zeroing_give_masked_fill_values(float_mask_size, monkeypatch):
+    monkeypatch.setattr("techniques.masks.FLOAT_MASK_SIZE", float_mask_size)
+    model, masks = sparse_linear_model_and_masks()
+    expected = [layer.weight.grad.masked_fill(~mask, 0) for layer, mask in masks]
+    masks.apply_to_gradients()
+    for (layer, _), gradient in zip(masks, expected):
+        assert torch.equal(layer.weight.grad, gradient)
+
+
+def test_switching_refuses_repeated_or_wrong_positions_and_leaves_the_mask_as_it_was():
+    model, masks = sparse_linear_model_and_masks()
+    before = masks.masks[0].clone()
+    active = before.view(-1).nonzero().squeeze(1)
+    inactive = (~before).view(-1).nonzero().squeeze(1)
+    for positions, grow in [(active[:2], True), (inactive[:2], False), (inactive[[0, 0]], True), (active[[0, 1, 0]], False)]:
+        with pytest.raises(ValueError, match="distinct and currently"):
+            (masks.grow if grow else masks.drop)(0, positions)
+        assert torch.equal(masks.masks[0], before)
+
+
+def test_a_dropped_weight_loses_its_value_state_and_gradient_and_a_grown_one_starts_from_zero():
+    model, masks = sparse_linear_model_and_masks()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer.step()
+    weight, mask = model[0].weight, masks.masks[0]
+    dropped, grown = mask.view(-1).nonzero()[:3].squeeze(1), (~mask).view(-1).nonzero()[:3].squeeze(1)
+    masks.drop(0, dropped, optimizer)
+    masks.grow(0, grown, optimizer)
+    momentum = optimizer.state[weight]["momentum_buffer"]
+    for positions in (dropped, grown):
+        assert torch.all(weight.view(-1)[positions] == 0) and torch.all(momentum.view(-1)[positions] == 0)
+    # A skipped batch may step again with these gradients, which must not revive what was dropped.
+    assert torch.all(weight.grad.view(-1)[dropped] == 0)
+    assert not mask.view(-1)[dropped].any() and mask.view(-1)[grown].all()
