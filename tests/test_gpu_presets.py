@@ -2,8 +2,9 @@
 
 The presets cannot run here at their scale, but everything except the scale
 is theirs: the model, the techniques with the parameters a search would
-sample first, the training settings (epochs swapped for four steps) and the
-data pipeline, on tiny files in torchvision's format.
+sample first, the training settings (epochs swapped for four steps, or 40
+where the widths change on a schedule) and the data pipeline, on tiny files
+in torchvision's format.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import yaml
 
 from search.config import load_search, sample_trial
 from search.presets import preset_path, preset_paths
+from techniques import available
+from techniques.resizing import ScheduledResize
 from trainables.trial import build_training
 
 from helpers import write_cifar
@@ -26,15 +29,19 @@ def test_the_cifar_presets_are_the_gpu_scale_ones():
     assert len(CIFAR_PRESETS) == 7 and all("resnet110" in name for name in CIFAR_PRESETS if "gating" in name)
 
 
+def steps_for(techniques: list[str]) -> int:
+    """Growing and pruning resize 12 times within 35% of the run, each at its own step: 40 steps; the rest train 4."""
+    return 40 if any(issubclass(available()[name], ScheduledResize) for name in techniques) else 4
+
+
 @pytest.mark.parametrize("preset", CIFAR_PRESETS)
 def test_each_approach_of_the_preset_trains_on_cpu(preset, tmp_path, monkeypatch):
-    # Growing and pruning resize 12 times within 35% of the run, each at its own step.
-    steps = 40 if preset.startswith("grow-prune-select") else 4
     search = load_search(preset_path(preset))
     dataset = search.settings["task"]
     write_cifar(tmp_path, monkeypatch, dataset, classes=10 if dataset == "cifar10" else 100)
     for approach in search.approaches:
         config = sample_trial(search.settings, approach)
+        steps = steps_for(config["techniques"])
         config.update(device="cpu", task_options={"data_dir": str(tmp_path), "download": False})
         config["train"] = {**config["train"], "epochs": None, "steps": steps, "eval_every": steps // 2, "batch_size": 8, "precision": "fp32"}
         training = build_training(config)
