@@ -46,3 +46,25 @@ def test_a_stack_passes_its_weight_technique_densities_on():
 
     metrics = run_to_end(make_training(Stack([Other(), FixedDensities()]), steps=STEPS, eval_every=STEPS))[-1]
     assert metrics["flops_sparse"] < metrics["flops"]
+
+
+def test_densities_that_change_mid_window_are_charged_for_the_steps_that_ran_under_them():
+    class Halving(Technique):
+        """The same mapping object for three steps, then a new one: the first layer at half its weights."""
+
+        name = "test_halving"
+        claims = frozenset({"weights"})
+
+        def __init__(self):
+            self.dense, self.half = {}, {}
+
+        def layer_densities(self, run):
+            if not self.half:
+                self.half = {run.model[0]: LayerDensity(weights=0.5, gradients=0.5)}
+            return self.dense if run.step < 3 else self.half
+
+    metrics = run_to_end(make_training(Halving(), steps=STEPS, eval_every=STEPS))[-1]
+    first, second = 2 * BATCH * 100 * 50, 2 * BATCH * 50 * 10
+    dense = (2 * first) + (3 * second)
+    assert metrics["flops"] == STEPS * dense
+    assert metrics["flops_sparse"] == 3 * dense + (STEPS - 3) * (first + 3 * second)

@@ -9,6 +9,7 @@ import techniques
 from techniques import Technique
 from trainables.energy import EnergyMeter
 from trainables.loop import Training, TrainingDiverged, live_parameters
+from trainables.trial import CheckpointPolicy, check_trial_config
 
 from helpers import make_training, run_to_end
 
@@ -157,6 +158,57 @@ def test_a_nan_loss_stops_training_with_a_clear_error():
 
     with pytest.raises(TrainingDiverged, match="nan"):
         run_to_end(make_training(Poison()))
+
+
+def test_the_window_loss_is_the_mean_of_the_kept_steps_losses():
+    class Losses(Technique):
+        """Records each kept step's loss by recomputing it on the batch the model saw."""
+
+        name = "test_losses"
+
+        def __init__(self):
+            self.losses = []
+
+        def extra_loss(self, run, outputs, targets):
+            self.losses.append(float(run.loss_fn(outputs.detach(), targets)))
+            return None
+
+    recorder = Losses()
+    history = run_to_end(make_training(recorder, steps=40, eval_every=20))
+    for window, metrics in enumerate(history):
+        assert metrics["loss"] == pytest.approx(sum(recorder.losses[20 * window : 20 * (window + 1)]) / 20, rel=1e-6)
+
+
+def test_progress_counts_the_flops_of_every_kept_step_so_far():
+    class Progress(Technique):
+        name = "test_progress"
+
+        def __init__(self):
+            self.flops = []
+
+        def after_step(self, run):
+            self.flops.append(run.progress()["flops"])
+
+    recorder = Progress()
+    final = run_to_end(make_training(recorder, steps=10, eval_every=10))[-1]
+    assert recorder.flops == [step * final["flops"] / 10 for step in range(1, 11)]
+
+
+@pytest.mark.parametrize("every, due", [
+    ("auto", [False, True, False, True, True]),  # a minute or more after the last checkpoint, then the last evaluation
+    (3, [False, False, True, False, True]),
+])
+def test_a_trial_checkpoints_a_minute_apart_or_every_n_evaluations_and_always_the_last(every, due):
+    times = iter([0.0, 30.0, 60.0, 90.0, 130.0, 140.0])  # the trial's start, then its five evaluations
+    policy = CheckpointPolicy(every, clock=lambda: next(times))
+    assert [policy.due(complete) for complete in [False, False, False, False, True]] == due
+
+
+@pytest.mark.parametrize("every", [0, "often", 1.5, True])
+def test_a_bad_checkpoint_every_is_a_one_line_problem(every):
+    assert check_trial_config({"checkpoint_every": every}) == [
+        f"checkpoint_every must be auto or a positive number of evaluations, got {every!r}"
+    ]
 
 
 def test_a_checkpoint_resumes_to_the_same_result(tmp_path):

@@ -16,6 +16,13 @@ densities the technique reports (see ``trainables.flops``). The counter's
 Python overhead is some 200 times a small model's step, so the counted step
 is metered on its own and left out of the training totals: otherwise a
 technique that changes structure five times would be charged for five counts.
+
+A kept step only counts itself towards the FLOPs of the densities it ran
+under; they are multiplied out when the densities or the structure change,
+at window edges and when ``progress`` is read. A technique that returns the
+same mapping object again thus costs one identity check per step, and must
+return a new mapping, not change values in place, when its densities change.
+The step's loss is added to a running sum on the device, never read there.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
-from techniques import Technique
+from techniques import LayerDensity, Technique
 from techniques.schedules import cosine_decay
 
 from .energy import EnergyMeter
@@ -73,6 +80,9 @@ class Training:
         self._statistics_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
 
         self.step = 0
+        self._step_flops: StepFlops | None = None  # before prepare, which may report a structure change
+        self._densities: Mapping[nn.Module, LayerDensity] = {}  # those of the kept steps not yet charged
+        self._uncharged_steps = 0
         built = model() if callable(model) else task.build_model(model)  # a builder: a model from outside the task
         self.model = built.to(self.device)
         self.model = technique.prepare(self.model, self)
@@ -85,7 +95,6 @@ class Training:
         self.kept_steps = 0
         self.short_windows = 0  # windows shorter than the meter's update period: their energy is coarse
         self.idle_power_w = meter.idle_watts()
-        self._step_flops: StepFlops | None = None
         self._uncharged = [0.0, 0.0]
         self._reset_window_loss()
 
@@ -105,6 +114,7 @@ class Training:
         return self.train_data.sample(self.settings.batch_size, self._statistics_generator)
 
     def structure_changed(self) -> None:
+        self._charge_flops()  # the steps so far ran on the old structure
         self._step_flops = None
         self._apply_memory_format()
 
@@ -132,6 +142,7 @@ class Training:
         start_joules, start_time = self._window_edge()
         while self.step < until:
             self._train_step()
+        self._charge_flops()
         end_joules, end_time = self._window_edge()
         self.totals["energy_j"] += end_joules - start_joules - self._uncharged[0]
         self.totals["time_s"] += end_time - start_time - self._uncharged[1]
@@ -151,8 +162,11 @@ class Training:
             self._window_loss += loss.detach()
             self._window_batches += 1
             self.kept_steps += 1
-            self.totals["flops"] += self._step_flops.dense
-            self.totals["flops_sparse"] += self._step_flops.sparse(technique.layer_densities(self))
+            densities = technique.layer_densities(self)
+            if densities is not self._densities and (densities or self._densities):  # two empty ones are the same
+                self._charge_flops()
+                self._densities = densities
+            self._uncharged_steps += 1
             take_step = True
         else:
             self.train_data.skip()
@@ -165,6 +179,14 @@ class Training:
         technique.after_step(self)
         if self.step % self.steps_per_epoch == 0:
             technique.on_epoch_end(self)
+
+    def _charge_flops(self) -> None:
+        """Add the FLOPs of the kept steps since the last charge, all run on one structure with one set of densities."""
+        steps, self._uncharged_steps = self._uncharged_steps, 0
+        if steps:
+            sparse = self._step_flops.sparse(self._densities)
+            self.totals["flops"] += steps * self._step_flops.dense
+            self.totals["flops_sparse"] += sparse if steps == 1 else steps * sparse
 
     def _counted_forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         start_joules, start_time = self._window_edge()
@@ -234,6 +256,7 @@ class Training:
 
     def progress(self) -> dict:
         """Where training stands and what it has cost, valid at any moment."""
+        self._charge_flops()
         epochs = self.step / self.steps_per_epoch
         return {
             "step": self.step,
@@ -300,6 +323,7 @@ class Training:
         self.step, self.kept_steps, self.totals = state["step"], state["kept_steps"], state["totals"]
         self.short_windows = state["short_windows"]
         self.last_metrics = state["last_metrics"]
+        self._uncharged_steps = 0  # what this object trained before is not part of the loaded run
         self.train_data.load_state_dict(state["data"])
         self._statistics_generator.set_state(state["statistics_generator"])
         torch.set_rng_state(state["torch_rng"])
