@@ -8,6 +8,16 @@ A trial config looks like::
 Every technique's parameters sit under its own name. ``check_trial_config``
 lists every problem of a config at once, so a search can refuse a bad one
 before any trial starts; ``run_trial`` is the Ray Tune function trainable.
+
+A trial reports every evaluation but checkpoints only when a checkpoint is
+worth its cost (``CheckpointPolicy``): by default at the first evaluation a
+minute or more after the previous checkpoint, so a lost node costs at most
+about a minute plus one evaluation interval, while a short trial whose
+evaluations come every fraction of a second is not slowed down by writing
+and persisting its whole state at each of them. ``checkpoint_every: N``
+checkpoints every N evaluations instead (1: each, as a scheduler that pauses
+trials needs). The last evaluation is always checkpointed, with the
+exported network beside it.
 """
 
 from __future__ import annotations
@@ -15,9 +25,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -31,6 +42,7 @@ from .models import is_outside_model, outside_model
 from .tasks import create_task
 
 CHECKPOINT_FILE = "training.pt"
+CHECKPOINT_PERIOD_S = 60.0  # checkpoint_every: auto
 TRIAL_FIELDS = {
     "task": "task name",
     "task_options": "keyword arguments of the task",
@@ -41,7 +53,7 @@ TRIAL_FIELDS = {
     "seed": "seed of initialisation, batch order and technique randomness",
     "device": "auto, cpu or cuda",
     "energy": "watts_per_core for the CPU estimate; gpu_sharing: auto, shared or exclusive",
-    "checkpoint_every": "checkpoint every N evaluations (the last is always saved)",
+    "checkpoint_every": "auto (a minute or more apart) or every N evaluations; the last is always saved",
     "approach": "label of the search arm this trial belongs to",
     "repeat_group": "the trial whose configuration this seed repeat shares",
     "warm_start": "an evaluate_first point: schedulers let it train to the end",
@@ -122,6 +134,7 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
         "technique": attempt(lambda: techniques.create(technique_names, {name: config.get(name) for name in technique_names})),
         "device": attempt(lambda: _device(config.get("device", "auto"))),
         "energy": attempt(lambda: _checked_energy(dict(config.get("energy") or {}))),
+        "checkpoints": attempt(lambda: CheckpointPolicy(config.get("checkpoint_every", "auto"))),
     }
     extra = [name for name in available() if name in config and name not in technique_names]
     problems += [f"parameters given for {name!r}, which is not in techniques {technique_names}" for name in extra]
@@ -144,6 +157,29 @@ def _check_fit(build_model, technique_names: list[str], config: Mapping[str, Any
         technique.prepare(build_model(), probe)
     except (AttributeError, NotImplementedError):
         pass  # the technique's prepare needs a real run (data, an optimizer) to tell; the trial will
+
+
+class CheckpointPolicy:
+    """Which evaluations a trial checkpoints: the last, and every N or, with ``auto``, one a period or more after the last checkpoint."""
+
+    def __init__(self, every: int | str = "auto", *, period_s: float = CHECKPOINT_PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic):
+        if every != "auto" and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+            raise ValueError(f"checkpoint_every must be auto or a positive number of evaluations, got {every!r}")
+        self.every, self.period_s, self.clock = every, period_s, clock
+        self._evaluations, self._last = 0, clock()
+
+    def due(self, complete: bool) -> bool:
+        """Called once per evaluation: whether to checkpoint this one."""
+        self._evaluations += 1
+        now = self.clock()
+        if self.every == "auto":
+            due = complete or now - self._last >= self.period_s
+        else:
+            due = complete or self._evaluations % self.every == 0
+        if due:
+            self._last = now
+        return due
 
 
 def _gpu_is_shared(setting: str) -> bool:
@@ -209,15 +245,13 @@ def run_trial(config: dict) -> None:
             tune.report(training.last_metrics)
             training.meter.close()
             return
-    every = int(config.get("checkpoint_every", 1))
     score = dict(config.get("score") or {})
-    evaluations = 0
+    checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
     try:
         for metrics in training.evaluations():
             metrics["score"] = green_score(metrics["quality"], training.task.mode, metrics["energy_j"], **score)
             metrics["node_id"] = node_id
-            evaluations += 1
-            if metrics["complete"] or evaluations % every == 0:
+            if checkpoints.due(metrics["complete"]):
                 with tempfile.TemporaryDirectory() as directory:
                     training.save(Path(directory) / CHECKPOINT_FILE)
                     if metrics["complete"]:
