@@ -27,6 +27,10 @@ def local_ray(_ray_down_at_the_end):
     The searches find it through ``ray.is_initialized()``, as a notebook's would. A test that needs
     Ray set up otherwise (another environment for its workers, a cluster) shuts it down first; the
     next module that asks for it starts it again.
+
+    While it runs, ``build_training`` fails in this process (``trainables.trial._gpu_is_shared`` asks
+    Ray for a worker's resources, which a driver has none of); the modules that call it run after
+    test_cluster or test_outside_tasks has shut it down.
     """
     import ray
 
