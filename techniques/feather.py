@@ -28,10 +28,15 @@ training (no dense warm-up, as in the paper). After the last step the
 thresholded weights are written back as plain parameters, so the model the
 run ends with, and exports, is truly sparse.
 
-The reparametrisation is a forward pre-hook: the trained parameter is
-``dense_weight`` and ``weight`` is recomputed before each forward, so the
-layers stay ordinary ``nn.Linear``/``nn.Conv2d`` (the FLOP counter sees
-them) and the hooks, plain objects, pickle with the model.
+The forward and backward passes cost what a dense model's do: the trained
+parameter is ``dense_weight``, and the layer's ``weight`` is a plain tensor
+holding P_T(dense_weight) that requires a gradient, so the layers stay
+ordinary ``nn.Linear``/``nn.Conv2d`` (the FLOP counter sees them) with no
+hook and no autograd function. The backward pass leaves ∂L/∂P_T in
+``weight.grad``, which ``after_backward`` hands to ``dense_weight``, times θ
+where pruned: the straight-through estimator. After each optimizer step,
+``FlatWeights`` does the bookkeeping for all layers at once (threshold, kept
+counts, P_T) and overwrites each ``weight`` in place.
 """
 
 from __future__ import annotations
@@ -50,95 +55,150 @@ from .schedules import cubic_sparsity
 from .space import Choice, Float
 
 BACKBONES = ("global", "asl")
+SQRT2 = math.sqrt(2.0)
 
 
 def threshold_weights(weight: torch.Tensor, threshold: torch.Tensor | float, power: float) -> torch.Tensor:
-    """P_T(w): 0 where |w| <= T, else sign(w)·(|w|^p − T^p)^(1/p), written as w·(1 − (T/|w|)^p)^(1/p).
+    """P_T(w): 0 where |w| <= T, else sign(w)·(|w|^p − T^p)^(1/p), written as w·(1 − (T/|w|)^p)^(1/p)."""
+    shrink = shrink_factors(weight.abs(), threshold, power)
+    return weight * shrink if math.isinf(power) else shrink.mul_(weight)
 
-    Where |w| <= T the ratio T/|w| is clamped to 1, so the shrink factor is
-    exactly 0 and no separate mask is needed; every step after the first
-    works in place on one temporary, since this runs in every forward pass.
+
+def shrink_factors(magnitudes: torch.Tensor, threshold: torch.Tensor | float, power: float) -> torch.Tensor:
+    """P_T(w) / w from |w| (which this uses up); for hard thresholding the mask |w| > T.
+
+    Where |w| <= T the ratio T/|w| is clamped to 1, so the factor is exactly
+    0 and no separate mask is needed.
     """
     if math.isinf(power):
-        return weight * (weight.abs() > threshold)
-    ratio = torch.div(threshold, weight.abs().clamp_min_(torch.finfo(weight.dtype).tiny))
-    shrink = ratio.clamp_(max=1.0).pow_(power).neg_().add_(1.0).pow_(1.0 / power)
-    return shrink.mul_(weight)
+        return magnitudes > threshold
+    ratio = torch.div(threshold, magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny))
+    return ratio.clamp_(max=1.0).pow_(power).neg_().add_(1.0).pow_(1.0 / power)
 
 
-def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """``values.kthvalue(k).values`` (1-dim ``values``); on a CPU through NumPy's introselect, about 8x faster there."""
-    if values.device.type == "cpu":
-        return torch.from_numpy(np.partition(values.numpy(), k - 1)[k - 1 : k]).reshape(())
-    return values.kthvalue(k).values
+class FlatWeights:
+    """Every layer's dense weights and |w| in flat buffers, one layer after another, and each step's work on them.
 
+    After each optimizer step the threshold is found, the kept weights are
+    counted and P_T is written into each layer's ``weight``, each one op over
+    all layers rather than one per layer: per-layer tensor ops cost a small
+    model more than its forward pass. On a CPU, NumPy does the selection
+    (introselect, about 8x faster than ``kthvalue``), the counting and the
+    comparisons, each for less than one tensor op costs, and P_T's powers,
+    the costliest part, run on the kept weights only (their number is only
+    known on the host). Elsewhere tensor ops do it all, without waiting for
+    the device. The buffers are reused from step to step (a large model's
+    would otherwise be fresh pages every step) and rebuilt after unpickling;
+    only the pruned mask, which the next backward pass reads, is pickled.
+    """
 
-def counts(values: list[torch.Tensor]) -> list[int] | list[torch.Tensor]:
-    """Per-layer counts as ints on a CPU, where reading them costs nothing; as device tensors elsewhere, to avoid a synchronisation."""
-    return [int(value) for value in values] if values[0].device.type == "cpu" else values
+    def __init__(self, layers: list[nn.Module]):
+        self.layers = layers
+        self.sizes = [layer.dense_weight.numel() for layer in layers]
+        self.bounds = np.cumsum([0, *self.sizes]).tolist()
+        self.pruned: torch.Tensor | None = None
+        self.magnitudes: torch.Tensor | None = None
 
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_") and key != "magnitudes"}
 
-class ThresholdSTE(torch.autograd.Function):
-    """P_T in the forward pass; identity to the dense weights in the backward, times θ where pruned."""
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, magnitudes=None)
 
-    @staticmethod
-    def forward(ctx, weight, threshold, power, pruned_scale):
-        ctx.save_for_backward(weight, threshold)
-        ctx.pruned_scale = pruned_scale
-        return threshold_weights(weight, threshold, power)
+    @property
+    def on_cpu(self) -> bool:
+        return self.layers[0].dense_weight.device.type == "cpu"
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        if ctx.pruned_scale == 1.0 and not ctx.needs_input_grad[1]:
-            return grad_output, None, None, None  # the plain straight-through estimator
-        weight, threshold = ctx.saved_tensors
-        pruned = weight.abs() <= threshold
-        grad_weight = grad_output if ctx.pruned_scale == 1.0 else torch.where(pruned, grad_output * ctx.pruned_scale, grad_output)
-        grad_threshold = None
-        if ctx.needs_input_grad[1]:
-            # ASL's estimate: raising T acts on the pruned weights as if they were scaled by T.
-            grad_threshold = -(grad_output * weight * pruned).sum() / threshold.clamp_min(1e-12)
-        return grad_weight, grad_threshold, None, None
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer, its part of a flat tensor laid out like these buffers, in the layer's shape."""
+        return [part.view(layer.dense_weight.shape) for layer, part in zip(self.layers, flat.split(self.sizes))]
 
+    def gather(self) -> torch.Tensor:
+        """|w| of the weights as they are now (each layer's entries in its logical order)."""
+        if self.magnitudes is None:
+            weight = self.layers[0].dense_weight
+            self._weights = torch.empty(self.bounds[-1], dtype=weight.dtype, device=weight.device)
+            self.magnitudes = torch.empty_like(self._weights)
+            self._weight_parts, self._value_parts = self.views(self._weights), self.views(self.magnitudes)
+            self._scratch = self.magnitudes.numpy().copy() if self.on_cpu else None
+        for layer, part in zip(self.layers, self._weight_parts):
+            part.copy_(layer.dense_weight)
+        return torch.abs(self._weights, out=self.magnitudes)
 
-class _ThresholdedWeight:
-    """Forward pre-hook: ``weight`` = P_T(``dense_weight``) with the layer's current threshold."""
+    def kth_smallest(self, k: int, layer: int | None = None) -> np.float32 | torch.Tensor:
+        """The k-th smallest |w| (k >= 1), over all layers or in one layer."""
+        start, end = (0, self.bounds[-1]) if layer is None else (self.bounds[layer], self.bounds[layer + 1])
+        if not self.on_cpu:
+            return self.magnitudes[start:end].kthvalue(k).values
+        scratch = self._scratch[start:end]
+        np.copyto(scratch, self.magnitudes.numpy()[start:end])
+        scratch.partition(k - 1)
+        return scratch[k - 1]
 
-    def __init__(self, feather: "Feather", index: int):
-        self.feather, self.index = feather, index
+    def mark_pruned(self, threshold: torch.Tensor) -> None:
+        """``pruned`` = |w| <= ``threshold``, for the backward pass."""
+        if self.pruned is None:
+            self.pruned = torch.empty_like(self.magnitudes, dtype=torch.bool)
+            self.__dict__.pop("_pruned_parts", None)
+        if self.on_cpu:
+            np.less_equal(self.magnitudes.numpy(), threshold.numpy(), out=self.pruned.numpy())
+        else:
+            torch.le(self.magnitudes, threshold, out=self.pruned)
 
-    def __call__(self, module, inputs):
-        feather = self.feather
-        module.weight = ThresholdSTE.apply(
-            module.dense_weight, feather.thresholds.threshold(self.index), feather.power, feather.pruned_scale
-        )
+    def pruned_parts(self) -> list[torch.Tensor]:
+        """Per layer, its part of ``pruned`` in the layer's shape."""
+        if "_pruned_parts" not in self.__dict__:
+            self._pruned_parts = self.views(self.pruned)
+        return self._pruned_parts
 
+    def write_thresholded(self, threshold: torch.Tensor, power: float) -> list[int] | list[torch.Tensor]:
+        """Write P_T(w) into each layer's ``weight`` (``threshold``: one value, or one per entry); the kept count per layer.
 
-def _detach_weight(module, inputs, output):
-    """Forward hook: keep only the values of ``weight`` between passes (picklable, deep-copyable)."""
-    module.weight = module.weight.detach()
+        Counts are ints on a CPU, 0-dim tensors elsewhere. The |w| buffer is used up.
+        """
+        if not self.on_cpu:
+            kept = [part.count_nonzero() for part in (self.magnitudes > threshold).split(self.sizes)]
+            torch.mul(self._weights, shrink_factors(self.magnitudes, threshold, power), out=self.magnitudes)
+        else:
+            magnitudes, limits, weights = self.magnitudes.numpy(), threshold.numpy(), self._weights.numpy()
+            above = magnitudes > limits
+            kept = [int(np.count_nonzero(above[start:end])) for start, end in zip(self.bounds[:-1], self.bounds[1:])]
+            if math.isinf(power):
+                np.multiply(weights, above, out=magnitudes)
+            else:  # |w| <= T gives a factor of exactly 0, so only the kept entries need the powers
+                at = np.flatnonzero(above)
+                limits = torch.from_numpy(limits[at] if limits.ndim else limits)
+                factors = shrink_factors(torch.from_numpy(magnitudes[at]), limits, power).numpy()
+                np.multiply(weights, 0.0, out=magnitudes)  # the signed zeros w·0 of the pruned entries
+                magnitudes[at] = factors * weights[at]
+        for layer, values in zip(self.layers, self._value_parts):
+            layer.weight.copy_(values)
+        return kept
 
 
 class GlobalThreshold:
     """One threshold for every layer: the |w| quantile of the target sparsity over all weights."""
 
     def __init__(self, layers: list[nn.Module]):
-        self.layers = layers
         self.value = torch.zeros((), device=layers[0].dense_weight.device)
 
-    @torch.no_grad()
-    def update(self, sparsity: float) -> None:
-        magnitudes = torch.cat([layer.dense_weight.view(-1) for layer in self.layers]).abs_()
-        count = round(sparsity * magnitudes.numel())
-        self.value = kth_smallest(magnitudes, count) if count > 0 else torch.zeros_like(self.value)
-        above = magnitudes > self.value
-        self.kept = counts([part.sum() for part in above.split([layer.dense_weight.numel() for layer in self.layers])])
+    def update(self, weights: FlatWeights, sparsity: float) -> torch.Tensor:
+        """The threshold for every entry of ``weights.magnitudes``."""
+        count = round(sparsity * weights.bounds[-1])
+        if not weights.on_cpu:
+            self.value = weights.kth_smallest(count) if count > 0 else torch.zeros_like(self.value)
+        else:  # written in place through NumPy, no tensor op
+            self.value.numpy()[()] = weights.kth_smallest(count) if count > 0 else 0.0
+        return self.value
 
     def threshold(self, index: int) -> torch.Tensor:
-        return self.value
+        return self.value.clone()
 
     def extra_loss(self, sparsity: float) -> torch.Tensor | None:
         return None
+
+    def after_backward(self, grads, weights, pruned) -> None:
+        pass
 
     def after_step(self) -> None:
         pass
@@ -150,46 +210,64 @@ class AdaptiveSparsityLoss:
     def __init__(self, layers: list[nn.Module], loss_weight: float, learning_rate: float):
         self.layers, self.loss_weight, self.learning_rate = layers, loss_weight, learning_rate
         self.sizes = torch.tensor([float(layer.dense_weight.numel()) for layer in layers])
+        self.total = self.sizes.sum()
         self.relative = torch.zeros(len(layers), requires_grad=True)  # r_l = T_l / std(w_l) under the Gaussian model
         device = layers[0].dense_weight.device
         self.values = torch.zeros(len(layers), device=device)
         self.scales = torch.ones(len(layers), device=device)
+        self.entries: torch.Tensor | None = None
 
-    def estimated_sparsities(self, shift: torch.Tensor | float = 0.0) -> torch.Tensor:
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "entries": None}
+
+    def estimated_sparsities(self, relative: torch.Tensor) -> torch.Tensor:
         """erf(r/√2): a zero-mean Gaussian layer's fraction of weights below r standard deviations."""
-        return torch.erf((self.relative + shift).clamp_min(0.0) / math.sqrt(2.0))
+        return torch.erf(relative.clamp_min(0.0) / SQRT2)
 
     @torch.no_grad()
-    def update(self, sparsity: float) -> None:
+    def update(self, weights: FlatWeights, sparsity: float) -> torch.Tensor:
+        """Per-layer thresholds, repeated over each layer's entries of ``weights.magnitudes``."""
         # The bisection runs on Python floats: a few small tensors' worth of
         # work, which as 40 rounds of tensor operations cost more than the step.
-        relative, sizes = self.relative.detach().tolist(), self.sizes.tolist()
-
-        def mean_sparsity(shift: float) -> float:
-            estimates = (math.erf(max(r + shift, 0.0) / math.sqrt(2.0)) for r in relative)
-            return sum(size * estimate for size, estimate in zip(sizes, estimates)) / sum(sizes)
-
+        sizes = self.sizes.tolist()
+        total, pairs, erf = sum(sizes), list(zip(self.relative.tolist(), sizes)), math.erf
         low, high = -20.0, 20.0
         for _ in range(40):  # bisection for the shift δ that makes the weighted mean exact (to 1e-10)
             middle = (low + high) / 2
-            low, high = (middle, high) if mean_sparsity(middle) < sparsity else (low, middle)
-        corrected = self.estimated_sparsities(high).tolist()
-        kept = []
-        for index, layer in enumerate(self.layers):
-            magnitudes = layer.dense_weight.view(-1).abs()
-            count = min(magnitudes.numel(), round(corrected[index] * magnitudes.numel()))
-            self.values[index] = kth_smallest(magnitudes, count) if count > 0 else 0.0
-            kept.append(torch.count_nonzero(magnitudes > self.values[index]))
-        self.kept = counts(kept)
+            if sum([size * erf(max(r + middle, 0.0) / SQRT2) for r, size in pairs]) / total < sparsity:
+                low = middle
+            else:
+                high = middle
+        corrected = self.estimated_sparsities(self.relative + high).tolist()
+        counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
+        if self.entries is None:
+            self.entries = self.values.new_empty(weights.bounds[-1])
+        if weights.on_cpu:  # written in place through NumPy, no tensor op
+            values, entries = self.values.numpy(), self.entries.numpy()
+            for index, (count, start, end) in enumerate(zip(counts, weights.bounds[:-1], weights.bounds[1:])):
+                values[index] = entries[start:end] = weights.kth_smallest(count, index) if count > 0 else 0.0
+        else:
+            zero = self.values.new_zeros(())
+            self.values = torch.stack([weights.kth_smallest(count, index) if count > 0 else zero for index, count in enumerate(counts)])
+            for part, value in zip(self.entries.split(weights.sizes), self.values):
+                part.fill_(value)
         torch.stack([layer.dense_weight.std() for layer in self.layers], out=self.scales)
+        return self.entries
+
+    def after_backward(self, grads, weights, pruned) -> None:
+        """ASL's estimate of the task gradient to r: ∂L/∂T = −Σ_pruned g·w / T, times the Gaussian model's dT/dr = σ."""
+        # Raising T acts on the pruned weights as if they were scaled by T.
+        zero = self.values.new_zeros(())
+        sums = [zero if grad is None else (grad * weight * mask).sum() for grad, weight, mask in zip(grads, weights, pruned)]
+        grad_thresholds = torch.stack(sums).neg_().div_(self.values.clamp_min(1e-12))
+        grad = (grad_thresholds * self.scales).to(self.relative.device)
+        self.relative.grad = grad if self.relative.grad is None else self.relative.grad + grad
 
     def threshold(self, index: int) -> torch.Tensor:
-        # The sorted value, with the Gaussian model's dT/dr = σ for the task gradient to r.
-        relative = self.relative[index]
-        return self.values[index] + self.scales[index] * (relative - relative.detach()).to(self.values.device)
+        return self.values[index].clone()
 
     def extra_loss(self, sparsity: float) -> torch.Tensor:
-        mean = (self.estimated_sparsities() * self.sizes).sum() / self.sizes.sum()
+        mean = (self.estimated_sparsities(self.relative) * self.sizes).sum() / self.total
         return self.loss_weight * (mean - sparsity) ** 2
 
     @torch.no_grad()
@@ -240,34 +318,58 @@ class Feather(Technique):
         self.layers = prunable_layers(model)
         if not self.layers:
             raise ValueError("feather needs a model with at least one Linear or Conv2d layer")
-        self.hooks = []
-        for index, layer in enumerate(self.layers):
+        for layer in self.layers:
             dense = layer.weight
             del layer.weight
             layer.dense_weight = dense
-            layer.weight = dense.detach()
-            self.hooks.append(layer.register_forward_pre_hook(_ThresholdedWeight(self, index)))
-            self.hooks.append(layer.register_forward_hook(_detach_weight))
+            layer.weight = dense.new_empty(dense.shape).requires_grad_()  # P_T(dense_weight), set by _update
+        self.weights = FlatWeights(self.layers)
         self.thresholds = (
             GlobalThreshold(self.layers)
             if self.backbone == "global"
             else AdaptiveSparsityLoss(self.layers, self.asl_loss_weight, self.asl_learning_rate)
         )
         self.target_step = max(1, round(self.target_fraction * run.total_steps))
-        self.thresholds.update(self.scheduled_sparsity(0))
+        self._update(self.scheduled_sparsity(0))
         return model
 
     def scheduled_sparsity(self, step: int) -> float:
         return cubic_sparsity(0.0, self.sparsity, step, 0, self.target_step)
 
+    @torch.no_grad()
+    def _update(self, sparsity: float) -> None:
+        """New thresholds for the weights as they are now, the kept counts, and each layer's ``weight`` = P_T(w)."""
+        self.weights.gather()
+        threshold = self.thresholds.update(self.weights, sparsity)
+        if self.pruned_scale != 1.0 or self.backbone == "asl":  # the backward pass reads the pruned mask
+            self.weights.mark_pruned(threshold)
+        self.kept = self.weights.write_thresholded(threshold, self.power)
+
     def extra_loss(self, run, outputs, targets):
         return None if self.finished else self.thresholds.extra_loss(self.scheduled_sparsity(run.step))
+
+    @torch.no_grad()
+    def after_backward(self, run: Run) -> None:
+        """The straight-through estimator: ∂L/∂P_T(w), which the backward pass left in ``weight.grad``, becomes ∂L/∂w, times θ where pruned."""
+        if self.finished:
+            return
+        grads = [layer.weight.grad for layer in self.layers]
+        pruned = None if self.weights.pruned is None else self.weights.pruned_parts()
+        self.thresholds.after_backward(grads, [layer.dense_weight for layer in self.layers], pruned)
+        for index, (layer, grad) in enumerate(zip(self.layers, grads)):
+            if grad is None:  # the layer took no part in the pass
+                continue
+            layer.weight.grad = None
+            if self.pruned_scale != 1.0:
+                grad = torch.where(pruned[index], grad * self.pruned_scale, grad)
+            dense = layer.dense_weight
+            dense.grad = grad if dense.grad is None else dense.grad + grad
 
     def after_step(self, run: Run) -> None:
         if self.finished:
             return
         self.thresholds.after_step()
-        self.thresholds.update(self.scheduled_sparsity(run.step))
+        self._update(self.scheduled_sparsity(run.step))
         if run.step >= run.total_steps:
             self.write_back(run.model)
             run.optimizer = run.make_optimizer(run.model)
@@ -277,12 +379,11 @@ class Feather(Technique):
         """Replace each reparametrised weight by its thresholded values, as a plain parameter."""
         if self.finished:
             return model
-        for hook in self.hooks:
-            hook.remove()
-        for index, layer in enumerate(self.layers):
-            sparse = threshold_weights(layer.dense_weight, self.thresholds.threshold(index).detach(), self.power)
+        for layer in self.layers:
+            sparse = layer.weight.detach()  # P_T at the current threshold, set after the last step
             del layer.weight, layer.dense_weight
             layer.weight = nn.Parameter(sparse)
+        self.weights = None
         self.finished = True
         return model
 
@@ -293,8 +394,9 @@ class Feather(Technique):
     def _kept(self) -> list[int] | list[torch.Tensor]:
         """Per layer, the number of weights the forward pass uses, as counted when the threshold was set."""
         if self.finished:
-            return counts([torch.count_nonzero(layer.weight) for layer in self.layers])
-        return self.thresholds.kept
+            kept = [torch.count_nonzero(layer.weight) for layer in self.layers]
+            return [int(count) for count in kept] if kept[0].device.type == "cpu" else kept
+        return self.kept
 
     def layer_densities(self, run):
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 import techniques
-from techniques.feather import Feather, ThresholdSTE, threshold_weights
+from techniques.feather import Feather, FlatWeights, threshold_weights
 
 from helpers import make_training, run_to_end
 
@@ -45,15 +46,21 @@ def test_power_one_is_soft_and_large_powers_approach_hard_thresholding():
     assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-3 < gaps[0]
 
 
-@pytest.mark.parametrize("power", [1.0, 3.0, math.inf])
+@pytest.mark.parametrize("power", [1.0, 3.0, "hard"])
 def test_gradients_pass_straight_through_and_are_scaled_by_theta_exactly_where_pruned(power):
-    weight = torch.randn(500, generator=torch.Generator().manual_seed(2), requires_grad=True)
-    upstream = torch.randn(500, generator=torch.Generator().manual_seed(3))
-    ThresholdSTE.apply(weight, torch.tensor(0.6), power, 0.3).backward(upstream)
-    pruned = weight.detach().abs() <= 0.6
-    assert 100 < int(pruned.sum()) < 400
-    assert torch.equal(weight.grad[pruned], 0.3 * upstream[pruned])
-    assert torch.equal(weight.grad[~pruned], upstream[~pruned])
+    technique = feather(sparsity=0.5, power=power, pruned_gradient_scale=0.3, target_fraction=0.1)
+    training = make_training(technique, steps=20, model="wide")
+    for _ in range(3):
+        training._train_step()
+    layer = technique.layers[0]
+    upstream = torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(3))
+    layer.dense_weight.grad, layer.weight.grad = None, upstream.clone()  # ∂L/∂P_T(w), as a backward pass leaves it
+    technique.after_backward(training)
+    pruned = layer.dense_weight.detach().abs() <= technique.thresholds.threshold(0)
+    assert 0.2 < float(pruned.float().mean()) < 0.8
+    assert torch.equal(layer.dense_weight.grad[pruned], 0.3 * upstream[pruned])
+    assert torch.equal(layer.dense_weight.grad[~pruned], upstream[~pruned])
+    assert layer.weight.grad is None
 
 
 def test_the_model_computes_with_thresholded_weights_and_trains_the_dense_ones():
@@ -125,6 +132,71 @@ def test_feather_flops_use_sparse_forwards_and_dense_weight_gradients():
     assert final["inference_flops"] == pytest.approx(0.1 * final["inference_flops_dense"], rel=1e-3)
     # At least the dense weight gradient (a third of a linear layer's work) is always paid.
     assert final["flops"] / 3 < final["flops_sparse"] < final["flops"]
+
+
+def dense_weights(technique: Feather) -> list[torch.Tensor]:
+    return [layer.dense_weight.detach().clone() for layer in technique.layers]
+
+
+@pytest.mark.parametrize("params", [{"pruned_gradient_scale": 0.5}, {"backbone": "asl", "power": "hard"}])
+def test_a_checkpoint_resumes_exactly_though_the_flat_buffers_are_not_saved(params, tmp_path):
+    def training():
+        return make_training(feather(sparsity=0.9, target_fraction=0.5, **params), steps=40, eval_every=20, model="wide")
+
+    expected = training()
+    run_to_end(expected)
+    first = training()
+    next(first.evaluations())
+    first.save(tmp_path / "training.pt")
+    resumed = training()
+    resumed.load(tmp_path / "training.pt")
+    assert resumed.technique.weights.magnitudes is None  # derived, rebuilt on the next step
+    run_to_end(resumed)
+    for layer, reference in zip(resumed.technique.layers, expected.technique.layers):
+        assert torch.equal(layer.weight, reference.weight)
+
+
+@pytest.mark.parametrize("backbone", ["global", "asl"])
+def test_the_tensor_path_for_accelerators_agrees_with_the_numpy_path(backbone, monkeypatch):
+    def trained(on_cpu: bool) -> Feather:
+        monkeypatch.setattr(FlatWeights, "on_cpu", property(lambda self: on_cpu))
+        technique = feather(sparsity=0.9, target_fraction=0.5, pruned_gradient_scale=0.5, backbone=backbone)
+        training = make_training(technique, steps=30, model="wide")
+        for _ in range(20):
+            training._train_step()
+        return technique
+
+    numpy_path, tensor_path = trained(True), trained(False)
+    assert [int(count) for count in tensor_path.kept] == numpy_path.kept
+    assert all(isinstance(count, torch.Tensor) for count in tensor_path.kept)  # no synchronisation to read them
+    for layer, reference in zip(tensor_path.layers, numpy_path.layers):
+        torch.testing.assert_close(layer.weight, reference.weight)  # ATen's powers may round differently
+        torch.testing.assert_close(layer.dense_weight, reference.dense_weight)
+
+
+def test_channels_last_convolutions_are_thresholded_in_their_logical_order():
+    def model():
+        return nn.Sequential(nn.Unflatten(1, (4, 5, 5)), nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10))
+
+    technique = feather(sparsity=0.8, target_fraction=0.5)
+    training = make_training(technique, steps=20, model=model, channels_last=True)
+    for _ in range(12):
+        training._train_step()
+    conv = technique.layers[0]
+    assert conv.dense_weight.is_contiguous(memory_format=torch.channels_last)
+    threshold = technique.thresholds.threshold(0)
+    for layer in technique.layers:
+        torch.testing.assert_close(layer.weight, threshold_weights(layer.dense_weight.detach(), threshold, 3.0))
+    assert technique.metrics(training)["sparsity"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_a_model_in_training_can_be_deep_copied():
+    training = make_training(feather(sparsity=0.9), steps=20, model="wide")
+    training._train_step()
+    training.optimizer.zero_grad(set_to_none=True)
+    training._loss(*training.train_data.take(training.train_data.next_indices())).backward()  # gradients pending
+    copied = copy.deepcopy(training.model)
+    assert torch.equal(copied[0].weight, training.model[0].weight)
 
 
 @pytest.mark.parametrize("sparsity, theta", [(0.9, 1.0), (0.95, 0.5), (0.99, 0.5)])
