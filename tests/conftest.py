@@ -31,6 +31,6 @@ def local_ray(request):
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     items = request.session.items
-    last = max(index for index, item in enumerate(items) if item.module is request.module)
+    last = max(index for index, item in enumerate(items) if item.path == request.path)
     if not any("local_ray" in item.fixturenames for item in items[last + 1:]):
         ray.shutdown()
