@@ -105,9 +105,10 @@ class GraNet(Technique):
             self.masks.apply_to_gradients()
 
     def after_step(self, run: Run) -> None:
-        if not self.is_update_step(run.step):
-            return
-        if run.step <= self.end_step:
+        pruning = self.is_update_step(run.step) and run.step <= self.end_step
+        if not (pruning or self.regrows(run.step)):
+            return  # no mask changes here (GMP after its last pruning step)
+        if pruning:
             self.masks.prune_global_magnitude(self.scheduled_sparsity(run.step))
         self.regenerate_connections(run)
         # Pruned and dropped weights and their state are zeroed once, with the final masks; regrown

@@ -97,6 +97,7 @@ class StaticSparse(Technique):
         # redistribution, outside the training steps, and is not counted.
         pairs = zip(self.masks.layers, self.masks.densities())
         self._layer_densities = {layer: LayerDensity(weights=density, gradients=density) for layer, density in pairs}
+        self._active_weights = sum(self.masks.active())  # a redistribution moves weights, never changes their number
 
     def layer_densities(self, run: Run):
         return self._layer_densities  # read every step by the FLOP count
@@ -155,7 +156,7 @@ class Redistribution(StaticSparse):
         if step == 0 or step % (self.interval * run.steps_per_epoch):
             return 0.0
         fraction = cosine_decay(self.alpha, step, self.end_step)
-        return fraction if round(fraction * sum(self.masks.active())) else 0.0
+        return fraction if round(fraction * self._active_weights) else 0.0
 
     def _plan(self, run: Run, step: int) -> None:
         """Let the removal gather statistics over an epoch that ends in a redistribution."""
