@@ -54,7 +54,7 @@ def command_resume(args: argparse.Namespace) -> int:
 def _summarise(run: greentune.Results) -> None:
     from analysis.repeats import format_approach_means
 
-    from .runner import trial_energy
+    from .costs import trial_energy
 
     results, search = run.trials, run.search
 

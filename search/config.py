@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "score": {"weight": 0.1, "reference_j": 1.0},
     "searcher": "nsga2",
     "population_size": 16,
+    "startup_trials": 10,
+    "cheapest_of": 1,
     "scheduler": {"name": "fifo"},
     "num_trials": 20,
     "repeats": 1,
@@ -176,7 +178,7 @@ def parse_search(raw: Any) -> SearchConfig:
 def _check_settings(settings: dict[str, Any], problems: list[str]) -> None:
     if settings["searcher"] not in SEARCHERS:
         problems.append(f"searcher {settings['searcher']!r} is unknown; choose from {', '.join(SEARCHERS)}")
-    for key in ("num_trials", "population_size", "repeats", "checkpoint_every"):
+    for key in ("num_trials", "population_size", "startup_trials", "cheapest_of", "repeats", "checkpoint_every"):
         if not isinstance(settings[key], int) or settings[key] < 1:
             problems.append(f"{key} must be a positive integer, got {settings[key]!r}")
     if not isinstance(settings["retries"], int) or settings["retries"] < 0:

@@ -29,6 +29,7 @@ from analysis.layout import RESULT_FILES, TUNE_DIR, storable, tables
 from trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
+from .costs import trial_energy
 from .schedulers import make_scheduler
 
 def run_search(
@@ -213,11 +214,6 @@ class EnergyBudget(Stopper):
 
     def stop_all(self) -> bool:
         return sum(self.spent.values()) >= self.joules
-
-
-def trial_energy(result: Mapping[str, Any]) -> float:
-    """Everything a trial's report says it spent: training and evaluation."""
-    return float(result.get("energy_j", 0.0) or 0.0) + float(result.get("eval_energy_j", 0.0) or 0.0)
 
 
 def trial_resources(requested: Mapping[str, Any], cluster: Mapping[str, float]) -> dict[str, float]:

@@ -1,23 +1,29 @@
 """Searchers by name: Optuna samplers through Ray Tune, with constraints, grids and seed repeats.
 
-- ``nsga2`` (default), ``tpe`` (multi-objective TPE), ``random``: Optuna
-  samplers, seeded. The search's constraints are set on each Optuna trial,
-  where NSGA-II and TPE take them into account.
+- ``nsga2`` (default), ``tpe`` (multi-objective TPE, after
+  ``startup_trials`` random ones), ``random``: Optuna samplers, seeded. The
+  search's constraints are set on each Optuna trial, where NSGA-II and TPE
+  take them into account. With ``cheapest_of: k`` the sampler draws k
+  candidates per parameter and keeps the one predicted cheapest
+  (``search.costs.CostAwareSampler``).
 - ``grid``: every combination of the listed values, each approach's
   parameters given as lists (or fixed), enqueued in order.
 
-``GreenOptunaSearch`` fills two gaps of Ray's OptunaSearch: a trial a
+``GreenOptunaSearch`` fills three gaps of Ray's OptunaSearch: a trial a
 scheduler stopped early is told to Optuna as pruned rather than as a
-complete trial with early (cheap, poor) values, and the metrics named by
+complete trial with early (cheap, poor) values; the metrics named by
 constraints are attached to the Optuna trial so that constrained samplers
-can read them (``Trial.set_constraint``). ``SeedRepeater`` runs each suggested configuration over
-several seeds and tells the searcher the mean of each objective.
+can read them (``Trial.set_constraint``); and a configuration the study has
+already tried is not trained again (see ``GreenOptunaSearch.suggest``).
+``SeedRepeater`` runs each suggested configuration over several seeds and
+tells the searcher the mean of each objective.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import threading
 from typing import Any, Mapping
 
@@ -29,9 +35,12 @@ from ray.tune.search.optuna import OptunaSearch
 from analysis.constraints import Constraint
 
 from .config import SearchConfig, first_points
+from .costs import COST_ATTR, CostAwareSampler, projected_energy
 from .space import WARM_START, DefineByRun
 
+logger = logging.getLogger(__name__)
 SEARCHERS = ("nsga2", "tpe", "random", "grid")
+DUPLICATE_DRAWS = 100  # draws in a row that repeat tried configurations before the space counts as exhausted
 
 
 class GreenOptunaSearch(OptunaSearch):
@@ -52,11 +61,50 @@ class GreenOptunaSearch(OptunaSearch):
         for point in self.warm_start:
             self._ot_study.enqueue_trial(point, user_attrs={WARM_START: True})
 
+    def suggest(self, trial_id: str) -> dict | None:
+        """A configuration not tried before in this study.
+
+        Every trial of a search trains with the search's seed, so the same
+        parameters give the same result: samplers that draw an approach
+        without parameters (a baseline) or a categorical point again would
+        spend a whole trial's energy to learn nothing. Such a draw is told
+        to the study with the earlier trial's outcome (its values, or pruned
+        if it was stopped or is still running), as Optuna's FAQ suggests for
+        duplicates, and the sampler draws again.
+        """
+        for _ in range(DUPLICATE_DRAWS):
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials.get(trial_id)
+            earlier = ot_trial and self._tried_with(ot_trial)
+            if not earlier:
+                return config
+            del self._ot_trials[trial_id]
+            if COST_ATTR in earlier.user_attrs:
+                ot_trial.set_user_attr(COST_ATTR, earlier.user_attrs[COST_ATTR])
+            if earlier.state == optuna.trial.TrialState.COMPLETE:
+                for key, value in earlier.constraints.items():
+                    ot_trial.set_constraint(key, value)
+                self._ot_study.tell(ot_trial, earlier.values)
+            else:
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        logger.info("every configuration the sampler drew was tried already; the search ends")
+        return Searcher.FINISHED
+
+    def _tried_with(self, ot_trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """An earlier trial of the study with ``ot_trial``'s parameters, unless it failed (a failure may be retried)."""
+        tried = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+        for earlier in self._ot_study.get_trials(deepcopy=False, states=tried):
+            if earlier.number != ot_trial.number and earlier.params == ot_trial.params:
+                return earlier
+        return None
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return
         result = result or {}
+        if not error and result:
+            ot_trial.set_user_attr(COST_ATTR, projected_energy(result))  # what CostAwareSampler predicts from
         if not error and result and not result.get("complete", False) and not result.get("diverged"):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -161,12 +209,14 @@ def make_searcher(search: SearchConfig) -> Searcher:
     if name == "nsga2":
         sampler = NSGAIISampler(population_size=settings["population_size"], seed=seed)
     elif name == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed)
+        sampler = optuna.samplers.TPESampler(n_startup_trials=settings["startup_trials"], seed=seed)
     elif name == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
         warm_start, grid = [], grid_points(search)
+    if settings["cheapest_of"] > 1:
+        sampler = CostAwareSampler(sampler, settings["cheapest_of"])
     searcher = GreenOptunaSearch(
         space=DefineByRun(search),
         metric=list(search.objectives),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 
 from search.config import parse_search
+from search.costs import COST_ATTR, CostAwareSampler, predicted_log_costs
 from search.searchers import GreenOptunaSearch, SeedRepeater, make_searcher
 
 SPACE = {"approaches": {"b": {}, "s": {"techniques": ["data_selection"]}}, "population_size": 2}
@@ -40,3 +43,104 @@ def test_repeats_share_a_configuration_over_seeds_and_report_the_mean():
         searcher.on_trial_complete(f"t{index}", {"quality": quality, "energy_j": 3.0, "complete": True})
     [trial] = searcher.searcher._ot_study.get_trials()
     assert trial.values == pytest.approx([0.3, 3.0])
+
+
+def test_a_configuration_already_tried_is_not_trained_again():
+    # Two approaches without parameters: after each has run once there is nothing left to learn.
+    searcher = make_searcher(parse_search({"approaches": {"b": {}, "c": {"model": "small"}}, "searcher": "random"}))
+    searcher.set_search_properties(None, None, {})
+    first = searcher.suggest("0")
+    searcher.on_trial_complete("0", {"quality": 0.1, "energy_j": 5.0, "complete": True})
+    second = searcher.suggest("1")
+    assert second["approach"] != first["approach"]
+    # Still running: a third draw of either approach is a duplicate too.
+    assert searcher.suggest("2") == "FINISHED"
+    trials = searcher._ot_study.get_trials()
+    assert len(trials) > 3  # the duplicate draws were told to the study, so the sampler moves on
+    repeats_of_first = [t for t in trials[2:] if t.params == {"approach": first["approach"]}]
+    assert repeats_of_first and all(t.values == [0.1, 5.0] for t in repeats_of_first)
+    repeats_of_running = [t for t in trials[2:] if t.params == {"approach": second["approach"]}]
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in repeats_of_running)
+
+
+def test_a_failed_configuration_may_be_tried_again():
+    searcher = make_searcher(parse_search({"approaches": {"b": {}}, "searcher": "random", "retries": 0}))
+    searcher.set_search_properties(None, None, {})
+    assert searcher.suggest("0")["approach"] == "b"
+    searcher.on_trial_complete("0", None, error=True)
+    assert searcher.suggest("1")["approach"] == "b"
+
+
+def study_with_costs(rows):
+    """A study whose trials took ``params`` and were projected to cost ``joules``."""
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    distributions = {"approach": optuna.distributions.CategoricalDistribution(["cheap", "dear", "new"]),
+                     "rate": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
+    for params, joules in rows:
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={name: distributions[name] for name in params},
+            values=[0.1, joules], user_attrs={COST_ATTR: joules}))
+    return study, distributions
+
+
+class Scripted(optuna.samplers.RandomSampler):
+    """Hands out the given values in order, whatever the parameter."""
+
+    def __init__(self, values):
+        super().__init__(seed=0)
+        self.values = list(values)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.values.pop(0)
+
+
+def current(params, distributions):
+    """The trial being sampled, with the choices it has made so far."""
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                     distributions={name: distributions[name] for name in params})
+
+
+def test_the_cost_of_a_value_is_learnt_from_the_trials_that_took_it():
+    study, distributions = study_with_costs([
+        ({"approach": "cheap", "rate": 0.1}, 1.0), ({"approach": "cheap", "rate": 0.4}, 4.0),
+        ({"approach": "dear", "rate": 0.2}, 50.0), ({"approach": "dear", "rate": 0.8}, 50.0),
+    ])
+    costs = predicted_log_costs(study, current({}, distributions), "approach", distributions["approach"], ["dear", "cheap", "new"])
+    assert costs[0] == pytest.approx(math.log(50.0))
+    assert costs[1] == pytest.approx((math.log(1.0) + math.log(4.0)) / 2)
+    assert costs[2] == pytest.approx((math.log(1.0) + math.log(4.0) + 2 * math.log(50.0)) / 4)  # never tried: average
+
+    def rate_costs(approach):  # only the trials of the approach already chosen count
+        trial = current({"approach": approach}, distributions)
+        return predicted_log_costs(study, trial, "rate", distributions["rate"], [0.2, 0.8])
+
+    # Cost proportional to the rate: log cost is linear in log rate (a log-scaled parameter), slope 1.
+    assert rate_costs("cheap") == pytest.approx([math.log(2.0), math.log(8.0)])
+    assert rate_costs("dear") == pytest.approx([math.log(50.0)] * 2)
+    assert rate_costs("new") is None  # nothing known for an approach never tried
+
+
+def test_of_its_inner_samplers_draws_the_cost_aware_sampler_keeps_the_cheapest():
+    study, distributions = study_with_costs([({"approach": "cheap"}, 1.0), ({"approach": "dear"}, 50.0)])
+    sampler = CostAwareSampler(Scripted(["dear", "new", "cheap", "dear", "new"]), candidates=3)
+    trial = current({}, distributions)
+    assert sampler.sample_independent(study, trial, "approach", distributions["approach"]) == "cheap"
+    # "new" was never tried, so its cost counts as the average of the trials: below "dear".
+    sampler = CostAwareSampler(Scripted(["dear", "new"]), candidates=2)
+    assert sampler.sample_independent(study, trial, "approach", distributions["approach"]) == "new"
+    # With nothing known, the inner sampler's first draw stands.
+    empty, _ = study_with_costs([])
+    sampler = CostAwareSampler(Scripted(["dear", "cheap"]), candidates=2)
+    assert sampler.sample_independent(empty, trial, "approach", distributions["approach"]) == "dear"
+
+
+def test_every_finished_or_stopped_trial_records_what_it_would_have_cost_to_the_end():
+    searcher = make_searcher(parse_search({**SPACE, "cheapest_of": 3}))
+    assert isinstance(searcher._sampler, CostAwareSampler)
+    searcher.set_search_properties(None, None, {})
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"quality": 0.5, "energy_j": 1.5, "eval_energy_j": 0.5, "trained_fraction": 0.25,
+                                     "complete": False})
+    searcher.suggest("b")
+    searcher.on_trial_complete("b", {"quality": 0.5, "energy_j": 3.0, "trained_fraction": 1.0, "complete": True})
+    assert [trial.user_attrs[COST_ATTR] for trial in searcher._ot_study.get_trials()] == [8.0, 3.0]

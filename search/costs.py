@@ -1,0 +1,110 @@
+"""What a trial costs the search, and a sampler that tries the cheap among its good guesses first.
+
+An energy search pays for each trial in the currency it optimises. Among
+configurations a sampler rates about equally, the cheaper one buys the
+same information for fewer joules, and a cheap configuration that turns
+out well is a point on the front too. So ``CostAwareSampler`` draws a few
+candidates from its inner sampler for each parameter and keeps the one
+whose trial it predicts to cost least, the "improvement per unit cost" idea
+of cost-aware Bayesian optimisation (Snoek et al. 2012) in its simplest
+form.
+
+The prediction comes from the study's own trials: each records what it
+would have cost trained to the end (``projected_energy``: a stopped trial's
+energy over the fraction it trained, see ``search.schedulers``). For a
+categorical parameter (the approach, say) a value's cost is the geometric
+mean over the trials that took it; for a numeric one, log cost is fitted
+linearly in the parameter (in log space for log-scaled ones) over trials
+that share the categorical choices already made for this trial; a
+categorical value never tried counts as average. Where there is nothing to
+go on, the inner sampler's first candidate stands, so the sampler is
+exactly the inner one until costs are known.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+COST_ATTR = "projected_energy_j"  # the Optuna user attribute each finished or stopped trial carries
+
+
+def trial_energy(result: Mapping[str, Any]) -> float:
+    """Everything a trial's report says it spent: training and evaluation."""
+    return float(result.get("energy_j", 0.0) or 0.0) + float(result.get("eval_energy_j", 0.0) or 0.0)
+
+
+def projected_energy(result: Mapping[str, Any]) -> float:
+    """What the trial would have spent trained to the end, from what it had spent and how far it got.
+
+    >>> projected_energy({"energy_j": 2.0, "eval_energy_j": 0.5, "trained_fraction": 0.25})
+    10.0
+    """
+    fraction = float(result.get("trained_fraction") or 1.0)
+    return trial_energy(result) / fraction
+
+
+class CostAwareSampler(optuna.samplers.BaseSampler):
+    """Of ``candidates`` draws of the inner sampler for each parameter, the one predicted cheapest."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler, candidates: int = 3):
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        self.sampler, self.candidates = sampler, candidates
+
+    def infer_relative_search_space(self, study, trial):
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        draws = [self.sampler.sample_independent(study, trial, param_name, param_distribution) for _ in range(self.candidates)]
+        costs = predicted_log_costs(study, trial, param_name, param_distribution, draws)
+        return draws[0] if costs is None else draws[int(np.argmin(costs))]
+
+    def before_trial(self, study, trial) -> None:
+        self.sampler.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
+
+
+def predicted_log_costs(
+    study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution, values: list[Any]
+) -> list[float] | None:
+    """log(projected energy) of a trial taking each of ``values`` for ``name``; None when nothing is known.
+
+    A categorical value never tried is taken for an average one: the mean
+    over the trials that set ``name``.
+    """
+    choices = {key: value for key, value in trial.params.items()
+               if isinstance(trial.distributions[key], CategoricalDistribution)}
+    seen = [
+        (past.params[name], math.log(past.user_attrs[COST_ATTR]))
+        for past in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if name in past.params and past.user_attrs.get(COST_ATTR, 0) > 0
+        and all(past.params.get(key) == value for key, value in choices.items())
+    ]
+    if not seen:
+        return None
+    if isinstance(distribution, CategoricalDistribution):
+        by_value: dict[Any, list[float]] = {}
+        for value, cost in seen:
+            by_value.setdefault(value, []).append(cost)
+        average = float(np.mean([cost for _, cost in seen]))
+        return [float(np.mean(by_value[value])) if value in by_value else average for value in values]
+    scale = np.log if isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log else np.asarray
+    x = scale(np.array([value for value, _ in seen], dtype=float))
+    if len(np.unique(x)) < 2:
+        return None
+    slope, intercept = np.polyfit(x, [cost for _, cost in seen], 1)
+    return [float(slope * point + intercept) for point in scale(np.array(values, dtype=float))]
