@@ -18,7 +18,12 @@ Trials run one after another in this process through greentune's own
 training code; the searchers and schedulers are greentune's own objects
 (and Syne Tune's), driven through their ask/tell interfaces, so what is
 compared is the search, not Ray's scheduling. Energy is whatever the
-trials' meters report (the CPU-time ``estimate`` on a CPU machine). Per
+trials' meters report (the CPU-time ``estimate`` on a CPU machine). As in
+a tabular benchmark, each distinct trial is trained once per seed and its
+measurements are replayed to every method that asks for it
+(``TrialTable``), so the methods differ in what they ask for, not in the
+machine's noise. ``--ablations`` adds the default preset with one of its
+ideas changed at a time. Per
 method it prints the energy at which the search first reaches 95% and
 100% of the grid's final hypervolume (mean ± std over seeds, against one
 reference point per space taken from the grid's trials), and draws the
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -48,7 +55,8 @@ from ray.tune.schedulers import TrialScheduler
 from analysis import energy_to_reach, hypervolume_by_energy, reference_point
 from search.config import SearchConfig, parse_search, trial_config
 from search.presets import preset_path
-from search.runner import evaluations_per_trial, trial_energy
+from search.costs import trial_energy
+from search.runner import evaluations_per_trial
 from search.schedulers import make_scheduler
 from search.searchers import make_searcher
 from techniques import Choice, Fixed, Float, Int
@@ -84,6 +92,8 @@ DIGITS_SPARSE = {
     # greentune's settings for it, as the default preset's: the baseline every paper compares with first.
     "evaluate_first": ["dense"],
     "searcher": "tpe",
+    "startup_trials": 4,
+    "cheapest_of": 3,
     "scheduler": {**MOASHA, "max_t": 6},
 }
 
@@ -116,6 +126,10 @@ ABLATIONS = {
         "baseline-small", "baseline-big",
     ]},
     "greentune-no-projection": {"scheduler": {**DEFAULT["scheduler"], "project_costs": False}},
+    "greentune-not-cost-aware": {"cheapest_of": 1},
+    "greentune-10-startup-trials": {"startup_trials": 10},
+    "greentune-linear-selectivity": {"approaches": {**DEFAULT["approaches"], "data-selection": {
+        **DEFAULT["approaches"]["data-selection"], "params": {"data_selection": {"selectivity": {"low": 0.1, "high": 1.0}, "on_skip": "last"}}}}},
 }
 
 # --- the papers' points, as trial configs of the space ---
@@ -183,7 +197,10 @@ class Greentune:
         return decision == TrialScheduler.CONTINUE
 
     def complete(self, trial_id: str, result: dict) -> None:
-        self.searcher.on_trial_complete(trial_id, result)
+        error = bool(result.get("error"))
+        self.searcher.on_trial_complete(trial_id, None if error else result, error=error)
+        if error:
+            self.scheduler.on_trial_error(None, SimpleNamespace(trial_id=trial_id))
 
 
 class SyneTuneMOASHA:
@@ -217,7 +234,9 @@ class SyneTuneMOASHA:
         return self.scheduler.on_trial_result(self.trials[trial_id], self._minimised(result)) == "CONTINUE"
 
     def complete(self, trial_id: str, result: dict) -> None:
-        if result.get("complete") and np.isfinite(result.get("quality", np.nan)):
+        if result.get("error"):
+            self.scheduler.on_trial_error(self.trials[trial_id])
+        elif result.get("complete") and np.isfinite(result.get("quality", np.nan)):
             self.scheduler.on_trial_complete(self.trials[trial_id], self._minimised(result))
 
 
@@ -258,23 +277,70 @@ def unflatten(search: SearchConfig, flat: dict[str, Any]) -> dict:
 # --- running a search, one trial after another ---
 
 
-def train(config: dict, report: Callable[[dict], bool]) -> dict:
-    """Train one trial, reporting each evaluation; stop when ``report`` says so. Returns the last result."""
-    training = build_training(config)
+class TrialTable:
+    """Every distinct trial trained once per seed; its evaluations replayed to each method that asks for it.
+
+    As in a tabular benchmark, two methods that ask for the same trial (the
+    grid's published points and a search warm-started from them, say) get
+    the same measured numbers, so the methods differ in which trials they
+    ask for and when they stop them, not in this machine's run-to-run
+    noise (±5% on a quiet machine, ±30% on a loaded one, for the same
+    trial). A trial is trained only as far as some method has asked: one
+    that a later method takes further continues from where it stopped, in
+    the same process, so nothing is trained twice.
+    """
+
+    IGNORED = ("approach", "warm_start", "repeat_group")  # labels, not what is trained
+
+    @classmethod
+    def key(cls, config: dict) -> str:
+        # Empty settings ({}) are what a missing field means; Ray's flattening of a searcher's config drops them.
+        return json.dumps({k: v for k, v in config.items() if k not in cls.IGNORED and v != {}}, sort_keys=True, default=str)
+
+    def __init__(self):
+        self.trials: dict[str, dict[str, Any]] = {}
+
+    def evaluations(self, config: dict):
+        """The trial's results, evaluation by evaluation; the last is final (``complete``) or diverged."""
+        key = self.key(config)
+        if key not in self.trials:
+            try:
+                training = build_training(config)
+            except ValueError as error:  # a point its technique refuses: an errored trial, as Ray Tune records it
+                self.trials[key] = {"results": [{"error": str(error), "complete": False}], "ended": True}
+            else:
+                self.trials[key] = {"training": training, "stream": training.evaluations(), "results": [], "ended": False}
+        trial = self.trials[key]
+        for index in itertools.count():
+            if index == len(trial["results"]) and not trial["ended"]:
+                trial["results"].append(self._next(trial))
+            if index == len(trial["results"]):
+                return
+            yield trial["results"][index]
+
+    @staticmethod
+    def _next(trial: dict) -> dict:
+        training = trial["training"]
+        try:
+            metrics = next(trial["stream"])
+        except TrainingDiverged as error:
+            metrics = {**training.progress(), "quality": np.nan, "complete": False, "diverged": True, "stop_reason": str(error)}
+        trial["ended"] = bool(metrics["complete"] or metrics.get("diverged"))
+        if trial["ended"]:
+            training.meter.close()
+        return {**metrics, "training_iteration": len(trial["results"]) + 1}
+
+
+def train(table: TrialTable, config: dict, report: Callable[[dict], bool]) -> dict:
+    """Replay or train one trial, reporting each evaluation; stop when ``report`` says so. Returns the last result."""
     last: dict = {}
-    try:
-        for iteration, metrics in enumerate(training.evaluations(), start=1):
-            last = {**metrics, "training_iteration": iteration}
-            if metrics["complete"] or not report(last):
-                break
-    except TrainingDiverged as error:
-        last = {**training.progress(), "quality": np.nan, "complete": False, "diverged": True, "stop_reason": str(error)}
-    finally:
-        training.meter.close()
+    for last in table.evaluations(config):
+        if last["complete"] or last.get("diverged") or last.get("error") or not report(last):
+            break
     return last
 
 
-def run(method, budget_j: float, max_trials: int) -> pd.DataFrame:
+def run(method, table: TrialTable, budget_j: float, max_trials: int) -> pd.DataFrame:
     rows, spent = [], 0.0
     for index in range(max_trials):
         if spent >= budget_j:
@@ -283,7 +349,7 @@ def run(method, budget_j: float, max_trials: int) -> pd.DataFrame:
         config = method.suggest(trial_id)
         if config is None or config == "FINISHED":
             break
-        result = train(config, lambda result: method.report(trial_id, result))
+        result = train(table, config, lambda result: method.report(trial_id, result))
         method.complete(trial_id, result)
         energy = trial_energy(result)
         spent += energy
@@ -402,11 +468,12 @@ def main() -> None:
         started, rows = time.monotonic(), []
         grid = grid_configs(method_search(space, {}, 0), space.grid_presets)
         for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
-            grid_run = run(make_method("grid", space, seed, grid), np.inf, len(grid))
+            table = TrialTable()  # one per seed: the trials' seed is the search's
+            grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
             budget = args.budget * grid_run["spent_j"].sum()
             rows.append(grid_run.assign(method="grid", seed=seed))
             for name in args.methods + (list(ABLATIONS) if args.ablations and space.search is DEFAULT else []):
-                rows.append(run(make_method(name, space, seed, grid), budget, args.max_trials).assign(method=name, seed=seed))
+                rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
                 print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
         runs = pd.concat(rows, ignore_index=True).assign(space=space_name)
         objectives = method_search(space, {}, 0).objectives
