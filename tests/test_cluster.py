@@ -72,7 +72,9 @@ def test_a_search_spreads_over_two_nodes_and_survives_losing_one(tmp_path, no_lo
     search = parse_search(
         {
             "train": {"steps": 900, "eval_every": 150},
-            "approaches": {"big": {"model": "big"}, "small": {"model": "small"}},
+            # A searched parameter, so that no two trials train the same configuration.
+            "approaches": {"big": {"model": "big", "techniques": ["random_pruning"]},
+                           "small": {"model": "small", "techniques": ["random_pruning"]}},
             "num_trials": 6,
             "population_size": 2,
             "retries": 3,
@@ -127,7 +129,8 @@ def test_greentune_run_against_a_running_ray_head(tmp_path, no_local_ray, capsys
     try:
         config = tmp_path / "search.yaml"
         config.write_text(yaml.safe_dump(
-            {"train": {"steps": 200, "eval_every": 100}, "approaches": {"big": {"model": "big"}}, "num_trials": 2}
+            {"train": {"steps": 200, "eval_every": 100}, "num_trials": 2,
+             "approaches": {"big": {"model": "big", "techniques": ["random_pruning"]}}}  # two configurations
         ))
         command = [sys.executable, "-m", "search.cli", "run", "--config", str(config),
                    "--results", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"]
