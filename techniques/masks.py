@@ -13,14 +13,14 @@ decide *which* entries a mask holds; this module does the *how*.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
-FLOAT_MASK_SIZE = 2**18  # the largest layer (in weights) zeroed by multiplying with a float mask: 1 MiB in float32
+FLOAT_MASK_SIZE = 2**18  # weights in the largest float mask kept, and in a chunk converted: 1 MiB in float32
 
 
 def keep_dense(layer: nn.Module) -> nn.Module:
@@ -71,23 +71,26 @@ class WeightMasks:
     def __iter__(self):
         return iter(zip(self.layers, self.masks))
 
-    # Pruned entries are zeroed every step, so this is the hot path. What
-    # zeroes them is cached per mask and rebuilt only when a mask is replaced
-    # or written in place (its version counter moves): nothing where the mask
-    # keeps every weight; a float copy to multiply by in a small layer, where
-    # multiplying is several times faster than masked_fill_ on a CPU (whose
-    # cost also grows as the mask gets less regular) and four bytes a weight
-    # cost little; the inverted mask for masked_fill_ in a large one, at one
-    # byte a weight. x * 1.0 is x exactly and x * 0.0 a zero (of x's sign;
-    # NaN where x is NaN or infinite, when the run has diverged anyway).
+    # Pruned entries are zeroed every step, so this is the hot path. On a
+    # CPU, multiplying by a float mask is several times faster than
+    # masked_fill_ (whose cost also grows as the mask gets less regular), but
+    # a float copy of every mask would cost four bytes a weight. So a small
+    # layer keeps one; a large layer's bool mask is converted a chunk at a
+    # time into one reused buffer and multiplied, nearly as fast and with no
+    # copy of the mask; on a GPU, where masked_fill_ is as fast, a large
+    # layer keeps its inverted mask (one byte a weight). x * 1.0 is x exactly
+    # and x * 0.0 a zero (of x's sign; NaN where x is NaN or infinite, when
+    # the run has diverged anyway). What zeroes each layer is cached and
+    # rebuilt only when a mask is replaced or written in place (its version
+    # counter moves); a mask that keeps every weight is skipped.
 
-    def _zeroing(self) -> list[tuple[int, torch.Tensor]]:
-        """(layer index, float mask or inverted mask) for each mask that prunes something."""
+    def _zeroing(self) -> list[tuple[int, torch.Tensor, Callable]]:
+        """(layer index, tensor, function zeroing a tensor with it) for each mask that prunes something."""
         versions = [mask._version for mask in self.masks]
         if versions != getattr(self, "_zeroing_versions", None) or list(map(id, self.masks)) != self._zeroing_ids:
             # Read as bytes: reductions and conversions of bool tensors are several times slower on a CPU.
             self._zeroing_cache = [
-                (index, mask.view(torch.uint8).to(layer.weight.dtype) if mask.numel() <= FLOAT_MASK_SIZE else ~mask)
+                (index, *self._zeroer(layer.weight.dtype, mask))
                 for index, (layer, mask) in enumerate(self)
                 if not bool(mask.view(torch.uint8).min())
             ]
@@ -96,15 +99,28 @@ class WeightMasks:
             self._zeroing_versions = versions
         return self._zeroing_cache
 
+    def _zeroer(self, dtype: torch.dtype, mask: torch.Tensor) -> tuple[torch.Tensor, Callable]:
+        if mask.numel() <= FLOAT_MASK_SIZE:
+            return mask.view(torch.uint8).to(dtype), torch.Tensor.mul_
+        if mask.device.type == "cpu":
+            return mask.view(torch.uint8), self._multiply_in_chunks
+        return ~mask, _fill_zero
+
+    def _multiply_in_chunks(self, tensor: torch.Tensor, mask_bytes: torch.Tensor) -> None:
+        """Multiply ``tensor`` by the mask, a chunk of rows at a time converted into one reused buffer."""
+        row = mask_bytes[0].numel()
+        buffer = getattr(self, "_zeroing_buffer", None)
+        if buffer is None or buffer.dtype != tensor.dtype or len(buffer) < row:
+            buffer = self._zeroing_buffer = torch.empty(max(FLOAT_MASK_SIZE, row), dtype=tensor.dtype)
+        rows = len(buffer) // row
+        for part, chunk in zip(tensor.split(rows), mask_bytes.split(rows)):
+            part.mul_(buffer[: chunk.numel()].view(chunk.shape).copy_(chunk))
+
     def _zero_pruned(self, tensors: list[torch.Tensor | None]) -> None:
-        for index, zeroing in self._zeroing():
+        for index, zeroing, zero in self._zeroing():
             tensor = tensors[index]
-            if tensor is None or tensor.shape != zeroing.shape:
-                continue
-            if zeroing.dtype == torch.bool:
-                tensor.masked_fill_(zeroing, 0)
-            else:
-                tensor.mul_(zeroing)
+            if tensor is not None and tensor.shape == zeroing.shape:
+                zero(tensor, zeroing)
 
     def __getstate__(self) -> dict:
         # The zeroing tensors are a cache: checkpoints carry the masks only.
@@ -229,6 +245,10 @@ class WeightMasks:
             grown = top_positions(score.abs().masked_fill_(mask, -math.inf).flatten(), count)
             mask.view(-1).index_fill_(0, grown, True)
             self._zero_at(index, grown, optimizer)
+
+
+def _fill_zero(tensor: torch.Tensor, pruned: torch.Tensor) -> None:
+    tensor.masked_fill_(pruned, 0)
 
 
 def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:

@@ -106,8 +106,9 @@ def test_a_mask_changed_in_place_or_replaced_is_what_the_next_zeroing_uses():
     assert torch.all(model[2].weight.grad == 1)
 
 
-@pytest.mark.parametrize("float_mask_size", [0, 10**9])  # every layer by masked_fill_, or every layer by a float mask
-def test_both_ways_of_zeroing_give_masked_fill_values(float_mask_size, monkeypatch):
+# Every layer converted a row at a time, two rows at a time (the last chunk shorter), or kept as a float mask.
+@pytest.mark.parametrize("float_mask_size", [0, 16, 10**9])
+def test_every_way_of_zeroing_gives_masked_fill_values(float_mask_size, monkeypatch):
     monkeypatch.setattr("techniques.masks.FLOAT_MASK_SIZE", float_mask_size)
     model, masks = sparse_linear_model_and_masks()
     expected = [layer.weight.grad.masked_fill(~mask, 0) for layer, mask in masks]
