@@ -92,7 +92,7 @@ class GraNet(Technique):
         return cosine_decay(self.regrow_fraction, step, self.total_steps) if self.regenerate else 0.0
 
     def regrows(self, step: int) -> bool:
-        """Whether the update after ``step``'s optimizer step regrows by gradient, which needs that step's gradients dense."""
+        """Whether the update after ``step``'s optimizer step regrows by gradient, so needs its gradients dense."""
         return self.is_update_step(step) and self.current_regrow_fraction(step) > 0
 
     def after_backward(self, run: Run) -> None:
@@ -130,7 +130,8 @@ class GraNet(Technique):
         self.masks.grow_largest(gradients, counts, run.optimizer)
 
     def _set_densities(self) -> None:
-        # Read every step by the FLOP count, so both answers are built once per mask update.
+        # Read every step by the loop's FLOP count: both answers are built once per mask update, new
+        # mappings when the densities change and the same ones otherwise, as the loop expects.
         pairs = list(zip(self.masks.layers, self.masks.densities()))
         self._layer_densities = {
             dense: {layer: LayerDensity(weights=density, gradients=1.0 if dense else density) for layer, density in pairs}

@@ -100,7 +100,8 @@ class StaticSparse(Technique):
         self._active_weights = sum(self.masks.active())  # a redistribution moves weights, never changes their number
 
     def layer_densities(self, run: Run):
-        return self._layer_densities  # read every step by the FLOP count
+        # Read every step by the loop's FLOP count: a new mapping only when the masks change.
+        return self._layer_densities
 
     def settings(self) -> dict:
         """The constructor's arguments, for ``repr``."""

@@ -87,7 +87,8 @@ def test_fixed_masks_keep_pruned_weights_and_their_state_exactly_zero_from_the_g
 def sparse_linear_model_and_masks(density=0.3, seed=0):
     generator = torch.Generator().manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2))
-    masks = WeightMasks(prunable_layers(model), [random_mask(layer.weight.shape, density, generator) for layer in prunable_layers(model)])
+    layers = prunable_layers(model)
+    masks = WeightMasks(layers, [random_mask(layer.weight.shape, density, generator) for layer in layers])
     model(torch.randn(4, 8, generator=generator)).pow(2).sum().backward()
     return model, masks
 
