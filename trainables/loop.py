@@ -70,6 +70,10 @@ class Training:
         self.seed, self.meter, self.device = seed, meter, torch.device(device)
         self.loss_fn = task.loss_fn
         self.memory = PeakMemory(self.device)  # from here on: data, model, optimizer, training
+        # One context, entered around every forward pass (never nested), rather than one made per step.
+        self._precision = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if settings.precision == "bf16" else contextlib.nullcontext()
+        )
 
         torch.manual_seed(seed)
         self.train_data, self.held_out = task.splits(self.device, settings.batch_size, seed)
@@ -122,11 +126,6 @@ class Training:
         # In place (same Parameter objects), so it can run before or after an optimizer exists.
         if self.settings.channels_last:
             self.model.to(memory_format=torch.channels_last)
-
-    def _autocast(self):
-        if self.settings.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     # --- the loop ---
 
@@ -199,7 +198,7 @@ class Training:
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.settings.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with self._precision:
             outputs = self.model(inputs)
             loss = self.loss_fn(outputs, targets)
             extra = self.technique.extra_loss(self, outputs, targets)
@@ -223,7 +222,7 @@ class Training:
             raise TrainingDiverged(f"training loss became {window_loss} before step {self.step}")
         self.model.eval()
         start_joules, start_time = self._window_edge()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._precision:
             task_metrics = self.task.evaluate(self.model, self.train_data, self.held_out)
         end_joules, end_time = self._window_edge()
         self.totals["eval_energy_j"] += end_joules - start_joules
