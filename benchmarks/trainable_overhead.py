@@ -7,7 +7,7 @@ Two setups, one thread each:
   with no technique: a plain ResNet-20 of width 8 on 16x16 images), 128
   steps, 2 evaluations.
 
-Three ways to train each:
+Four ways to train each:
 
 - plain: a bare loop a PyTorch user would write (the task's data on the
   device with its batch augmentation, fused SGD with the task's settings and
@@ -15,15 +15,19 @@ Three ways to train each:
   data and model to the last step;
 - Training: greentune's loop in this process (hooks, energy meter at window
   edges, FLOP counting, evaluations);
-- trainable: the Ray Tune trial (the above plus reporting and a checkpoint at
-  every evaluation), timed by Ray as the trial's ``time_total_s``.
+- trainable: the Ray Tune trial (the above plus a report at every evaluation
+  and checkpoints as a trial takes them by default: a minute or more apart
+  and at the last evaluation, so here only the last), timed by Ray as the
+  trial's ``time_total_s``;
+- the same trial checkpointing every evaluation (``checkpoint_every: 1``),
+  to show what that default saves.
 
-The plain loop and the trainable both run inside one reused Ray worker,
+The plain loop and the trainables all run inside one reused Ray worker,
 alternating seed by seed, so that they share the worker's environment and
-each pair meets the same machine load; the ratio printed is the median over
-seeds of trainable / plain of the same seed (Training in-process is timed
-against a plain loop in this process the same way). The first pair warms
-the worker up and is dropped.
+each seed's runs meet the same machine load; the ratio printed is the
+median over seeds of trainable / plain of the same seed (Training in-process
+is timed against a plain loop in this process the same way, the two taking
+turns at going first). The first seed warms the worker up and is dropped.
 
     python benchmarks/trainable_overhead.py [--repeats 5]
 """
@@ -43,6 +47,10 @@ from trainables.energy import open_meter
 from trainables.loop import Training
 from trainables.tasks import create_task
 
+TRAINABLES = {  # label: what the trial config adds
+    "Ray Tune trainable, in its worker": {},
+    "  the same, checkpointing every evaluation": {"checkpoint_every": 1},
+}
 SETUPS = {
     "teacher-student baseline big, 3500 steps, 7 evaluations": {"task": "teacher_student", "model": "big"},
     "ResNet-20 on synthetic images, 128 steps, 2 evaluations": {
@@ -100,11 +108,11 @@ def plain_or_trial(config: dict) -> None:
         torch.set_num_threads(1)
         tune.report({"plain_s": plain_loop(config["trial"], config["seed"])})
     else:
-        run_trial({**config["trial"], "seed": config["seed"]})
+        run_trial({**config["trial"], **TRAINABLES[config["kind"]], "seed": config["seed"]})
 
 
-def ray_pairs(trial: dict, repeats: int) -> list[tuple[float, float]]:
-    """(plain seconds, trainable seconds) per seed, run alternately in one reused worker."""
+def ray_pairs(trial: dict, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """Per trainable, (plain seconds, trainable seconds) per seed, run alternately in one reused worker."""
     import ray
     from ray import tune
 
@@ -114,7 +122,7 @@ def ray_pairs(trial: dict, repeats: int) -> list[tuple[float, float]]:
             param_space={
                 "trial": trial,
                 "seed": tune.grid_search(list(range(repeats + 1))),
-                "kind": tune.grid_search(["plain", "trial"]),
+                "kind": tune.grid_search(["plain", *TRAINABLES]),
             },
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
             run_config=tune.RunConfig(storage_path=storage, verbose=0),
@@ -125,7 +133,16 @@ def ray_pairs(trial: dict, repeats: int) -> list[tuple[float, float]]:
             times.setdefault(result.config["seed"], {})[kind] = (
                 result.metrics["plain_s"] if kind == "plain" else result.metrics["time_total_s"]
             )
-    return [(times[seed]["plain"], times[seed]["trial"]) for seed in range(1, repeats + 1)]
+    seeds = range(1, repeats + 1)
+    return {kind: [(times[seed]["plain"], times[seed][kind]) for seed in seeds] for kind in TRAINABLES}
+
+
+def in_process_pair(trial: dict, seed: int) -> tuple[float, float]:
+    """(plain seconds, Training seconds), the two taking turns at going first."""
+    if seed % 2:
+        greentune = greentune_loop(trial, seed)
+        return plain_loop(trial, seed), greentune
+    return plain_loop(trial, seed), greentune_loop(trial, seed)
 
 
 def main() -> None:
@@ -136,17 +153,18 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # A cluster of its own: on a shared machine, never one another job left running (or its stale address).
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     for label, trial in SETUPS.items():
         plain_loop(trial, 0)  # warm-up
-        in_process = [(plain_loop(trial, seed), greentune_loop(trial, seed)) for seed in range(args.repeats)]
-        in_ray = ray_pairs(trial, args.repeats)
+        runs = {"greentune Training, in this process": [in_process_pair(trial, seed) for seed in range(args.repeats)]}
+        runs.update(ray_pairs(trial, args.repeats))
         print(f"{label}: median of {args.repeats} seeds, each ratio against the plain loop run beside it")
-        for name, pairs in [("greentune Training, in this process", in_process), ("Ray Tune trainable, in its worker", in_ray)]:
+        for name, pairs in runs.items():
             plain = statistics.median(p for p, _ in pairs)
             other = statistics.median(o for _, o in pairs)
             ratio = statistics.median(o / p for p, o in pairs)
-            print(f"  {name:<38} {other:7.3f} s against plain {plain:7.3f} s   {ratio:5.3f}x plain")
+            print(f"  {name:<42} {other:7.3f} s against plain {plain:7.3f} s   {ratio:5.3f}x plain")
     ray.shutdown()
 
 
