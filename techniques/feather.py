@@ -59,36 +59,46 @@ SQRT2 = math.sqrt(2.0)
 
 
 def threshold_weights(weight: torch.Tensor, threshold: torch.Tensor | float, power: float) -> torch.Tensor:
-    """P_T(w): 0 where |w| <= T, else sign(w)·(|w|^p − T^p)^(1/p), written as w·(1 − (T/|w|)^p)^(1/p)."""
-    shrink = shrink_factors(weight.abs(), threshold, power)
-    return weight * shrink if math.isinf(power) else shrink.mul_(weight)
+    """P_T(w): 0 where |w| <= T, else sign(w)·(|w|^p − T^p)^(1/p), written as w·(1 − (T/|w|)^p)^(1/p).
+
+    Without a gradient: Feather's backward pass is the straight-through estimator.
+    """
+    weight = weight.detach()
+    return weight * shrink_factors(weight.abs(), threshold, power)
 
 
-def shrink_factors(magnitudes: torch.Tensor, threshold: torch.Tensor | float, power: float) -> torch.Tensor:
-    """P_T(w) / w from |w| (which this uses up); for hard thresholding the mask |w| > T.
+def shrink_factors(magnitudes: torch.Tensor, threshold: torch.Tensor | float, power: float, parts: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """P_T(w) / w, computed in place in |w| ``magnitudes``; for hard thresholding the mask |w| > T.
 
     Where |w| <= T the ratio T/|w| is clamped to 1, so the factor is exactly
-    0 and no separate mask is needed.
+    0 and no separate mask is needed. ``parts``, views of ``magnitudes`` one
+    per layer, take the powers layer by layer: ATen rounds a power
+    differently in its vectorised loop and in the loop's scalar tail, so a
+    power over the concatenation would move a few weights by one bit
+    against a power per layer, and with them the whole run.
     """
     if math.isinf(power):
         return magnitudes > threshold
-    ratio = torch.div(threshold, magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny))
-    return ratio.clamp_(max=1.0).pow_(power).neg_().add_(1.0).pow_(1.0 / power)
+    ratio = torch.div(threshold, magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny), out=magnitudes).clamp_(max=1.0)
+    for part in parts or [ratio]:
+        part.pow_(power)
+    ratio.neg_().add_(1.0)
+    for part in parts or [ratio]:
+        part.pow_(1.0 / power)
+    return ratio
 
 
 class FlatWeights:
-    """Every layer's dense weights and |w| in flat buffers, one layer after another, and each step's work on them.
+    """Every layer's |w| in one flat buffer, one layer after another, and each step's work on it.
 
     After each optimizer step the threshold is found, the kept weights are
-    counted and P_T is written into each layer's ``weight``, each one op over
-    all layers rather than one per layer: per-layer tensor ops cost a small
-    model more than its forward pass. On a CPU, NumPy does the selection
+    counted and P_T is written into each layer's ``weight``, each with one
+    op over all layers rather than one per layer: on a small model every
+    distinct op costs more than its arithmetic, more so for the cold caches
+    it meets in the training step. On a CPU, NumPy does the selection
     (introselect, about 8x faster than ``kthvalue``), the counting and the
-    comparisons, each for less than one tensor op costs, and P_T's powers,
-    the costliest part, run on the kept weights only (their number is only
-    known on the host). Elsewhere tensor ops do it all, without waiting for
-    the device. The buffers are reused from step to step (a large model's
-    would otherwise be fresh pages every step) and rebuilt after unpickling;
+    comparisons; elsewhere tensor ops do, without waiting for the device.
+    The buffers are reused from step to step and rebuilt after unpickling;
     only the pruned mask, which the next backward pass reads, is pickled.
     """
 
@@ -105,74 +115,79 @@ class FlatWeights:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, magnitudes=None)
 
+    def _build(self) -> None:
+        """The buffers and views that are not pickled, on first use and after unpickling."""
+        self._dense = [layer.dense_weight for layer in self.layers]
+        self.magnitudes = torch.empty(self.bounds[-1], dtype=self._dense[0].dtype, device=self._dense[0].device)
+        self._parts = self.magnitudes.split(self.sizes)
+        self._layer_parts = self.views(self.magnitudes)
+        self._pruned_parts = None if self.pruned is None else self.views(self.pruned)
+        if self.on_cpu:
+            self._above = torch.empty_like(self.magnitudes, dtype=torch.bool)
+            self._above_parts = self.views(self._above)
+
     @property
     def on_cpu(self) -> bool:
-        return self.layers[0].dense_weight.device.type == "cpu"
+        return self.magnitudes.device.type == "cpu"
+
+    def dense(self) -> list[nn.Parameter]:
+        if self.magnitudes is None:
+            self._build()
+        return self._dense
+
+    def pruned_parts(self) -> list[torch.Tensor]:
+        """Per layer, its part of ``pruned`` in the layer's shape."""
+        if self.magnitudes is None:
+            self._build()
+        return self._pruned_parts
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Per layer, its part of a flat tensor laid out like these buffers, in the layer's shape."""
+        """Per layer, its part of a flat tensor laid out like this buffer, in the layer's shape."""
         return [part.view(layer.dense_weight.shape) for layer, part in zip(self.layers, flat.split(self.sizes))]
 
     def gather(self) -> torch.Tensor:
         """|w| of the weights as they are now (each layer's entries in its logical order)."""
-        if self.magnitudes is None:
-            weight = self.layers[0].dense_weight
-            self._weights = torch.empty(self.bounds[-1], dtype=weight.dtype, device=weight.device)
-            self.magnitudes = torch.empty_like(self._weights)
-            self._weight_parts, self._value_parts = self.views(self._weights), self.views(self.magnitudes)
-            self._scratch = self.magnitudes.numpy().copy() if self.on_cpu else None
-        for layer, part in zip(self.layers, self._weight_parts):
-            part.copy_(layer.dense_weight)
-        return torch.abs(self._weights, out=self.magnitudes)
+        for weight, part in zip(self.dense(), self._layer_parts):
+            torch.abs(weight, out=part)
+        return self.magnitudes
 
     def kth_smallest(self, k: int, layer: int | None = None) -> np.float32 | torch.Tensor:
         """The k-th smallest |w| (k >= 1), over all layers or in one layer."""
         start, end = (0, self.bounds[-1]) if layer is None else (self.bounds[layer], self.bounds[layer + 1])
         if not self.on_cpu:
             return self.magnitudes[start:end].kthvalue(k).values
-        scratch = self._scratch[start:end]
-        np.copyto(scratch, self.magnitudes.numpy()[start:end])
-        scratch.partition(k - 1)
-        return scratch[k - 1]
+        return np.partition(self.magnitudes.numpy()[start:end], k - 1)[k - 1]
 
     def mark_pruned(self, threshold: torch.Tensor) -> None:
         """``pruned`` = |w| <= ``threshold``, for the backward pass."""
         if self.pruned is None:
             self.pruned = torch.empty_like(self.magnitudes, dtype=torch.bool)
-            self.__dict__.pop("_pruned_parts", None)
+            self._pruned_parts = self.views(self.pruned)
         if self.on_cpu:
             np.less_equal(self.magnitudes.numpy(), threshold.numpy(), out=self.pruned.numpy())
         else:
             torch.le(self.magnitudes, threshold, out=self.pruned)
-
-    def pruned_parts(self) -> list[torch.Tensor]:
-        """Per layer, its part of ``pruned`` in the layer's shape."""
-        if "_pruned_parts" not in self.__dict__:
-            self._pruned_parts = self.views(self.pruned)
-        return self._pruned_parts
 
     def write_thresholded(self, threshold: torch.Tensor, power: float) -> list[int] | list[torch.Tensor]:
         """Write P_T(w) into each layer's ``weight`` (``threshold``: one value, or one per entry); the kept count per layer.
 
         Counts are ints on a CPU, 0-dim tensors elsewhere. The |w| buffer is used up.
         """
-        if not self.on_cpu:
-            kept = [part.count_nonzero() for part in (self.magnitudes > threshold).split(self.sizes)]
-            torch.mul(self._weights, shrink_factors(self.magnitudes, threshold, power), out=self.magnitudes)
-        else:
-            magnitudes, limits, weights = self.magnitudes.numpy(), threshold.numpy(), self._weights.numpy()
-            above = magnitudes > limits
+        if self.on_cpu:
+            above = np.greater(self.magnitudes.numpy(), threshold.numpy(), out=self._above.numpy())
             kept = [int(np.count_nonzero(above[start:end])) for start, end in zip(self.bounds[:-1], self.bounds[1:])]
-            if math.isinf(power):
-                np.multiply(weights, above, out=magnitudes)
-            else:  # |w| <= T gives a factor of exactly 0, so only the kept entries need the powers
-                at = np.flatnonzero(above)
-                limits = torch.from_numpy(limits[at] if limits.ndim else limits)
-                factors = shrink_factors(torch.from_numpy(magnitudes[at]), limits, power).numpy()
-                np.multiply(weights, 0.0, out=magnitudes)  # the signed zeros w·0 of the pruned entries
-                magnitudes[at] = factors * weights[at]
-        for layer, values in zip(self.layers, self._value_parts):
-            layer.weight.copy_(values)
+            masks = self._above_parts
+        else:
+            above = self.magnitudes > threshold
+            kept = [part.count_nonzero() for part in above.split(self.sizes)]
+            masks = self.views(above)
+        if math.isinf(power):
+            factors = masks
+        else:
+            shrink_factors(self.magnitudes, threshold, power, self._parts)
+            factors = self._layer_parts
+        for layer, weight, factor in zip(self.layers, self._dense, factors):
+            torch.mul(weight, factor, out=layer.weight)
         return kept
 
 
@@ -194,7 +209,7 @@ class GlobalThreshold:
     def threshold(self, index: int) -> torch.Tensor:
         return self.value.clone()
 
-    def extra_loss(self, sparsity: float) -> torch.Tensor | None:
+    def extra_loss(self, sparsity: float) -> None:
         return None
 
     def after_backward(self, grads, weights, pruned) -> None:
@@ -353,17 +368,16 @@ class Feather(Technique):
         """The straight-through estimator: ∂L/∂P_T(w), which the backward pass left in ``weight.grad``, becomes ∂L/∂w, times θ where pruned."""
         if self.finished:
             return
-        grads = [layer.weight.grad for layer in self.layers]
+        grads, dense = [layer.weight.grad for layer in self.layers], self.weights.dense()
         pruned = None if self.weights.pruned is None else self.weights.pruned_parts()
-        self.thresholds.after_backward(grads, [layer.dense_weight for layer in self.layers], pruned)
-        for index, (layer, grad) in enumerate(zip(self.layers, grads)):
+        self.thresholds.after_backward(grads, dense, pruned)
+        for index, (layer, weight, grad) in enumerate(zip(self.layers, dense, grads)):
             if grad is None:  # the layer took no part in the pass
                 continue
             layer.weight.grad = None
             if self.pruned_scale != 1.0:
                 grad = torch.where(pruned[index], grad * self.pruned_scale, grad)
-            dense = layer.dense_weight
-            dense.grad = grad if dense.grad is None else dense.grad + grad
+            weight.grad = grad if weight.grad is None else weight.grad + grad
 
     def after_step(self, run: Run) -> None:
         if self.finished:
