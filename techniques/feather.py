@@ -123,8 +123,9 @@ class FlatWeights:
         self._layer_parts = self.views(self.magnitudes)
         self._pruned_parts = None if self.pruned is None else self.views(self.pruned)
         if self.on_cpu:
-            self._above = torch.empty_like(self.magnitudes, dtype=torch.bool)
-            self._above_parts = self.views(self._above)
+            above = torch.empty_like(self.magnitudes, dtype=torch.bool)
+            self._above_parts = self.views(above)
+            self._numpy = self.magnitudes.numpy(), above.numpy()
 
     @property
     def on_cpu(self) -> bool:
@@ -156,7 +157,7 @@ class FlatWeights:
         start, end = (0, self.bounds[-1]) if layer is None else (self.bounds[layer], self.bounds[layer + 1])
         if not self.on_cpu:
             return self.magnitudes[start:end].kthvalue(k).values
-        return np.partition(self.magnitudes.numpy()[start:end], k - 1)[k - 1]
+        return np.partition(self._numpy[0][start:end], k - 1)[k - 1]
 
     def mark_pruned(self, threshold: torch.Tensor) -> None:
         """``pruned`` = |w| <= ``threshold``, for the backward pass."""
@@ -164,7 +165,7 @@ class FlatWeights:
             self.pruned = torch.empty_like(self.magnitudes, dtype=torch.bool)
             self._pruned_parts = self.views(self.pruned)
         if self.on_cpu:
-            np.less_equal(self.magnitudes.numpy(), threshold.numpy(), out=self.pruned.numpy())
+            np.less_equal(self._numpy[0], threshold.numpy(), out=self.pruned.numpy())
         else:
             torch.le(self.magnitudes, threshold, out=self.pruned)
 
@@ -174,7 +175,8 @@ class FlatWeights:
         Counts are ints on a CPU, 0-dim tensors elsewhere. The |w| buffer is used up.
         """
         if self.on_cpu:
-            above = np.greater(self.magnitudes.numpy(), threshold.numpy(), out=self._above.numpy())
+            magnitudes, above = self._numpy
+            np.greater(magnitudes, threshold.numpy(), out=above)
             kept = [int(np.count_nonzero(above[start:end])) for start, end in zip(self.bounds[:-1], self.bounds[1:])]
             masks = self._above_parts
         else:
