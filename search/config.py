@@ -38,7 +38,7 @@ from analysis.constraints import Constraint
 from techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
 from techniques.space import Param
 from trainables.tasks import create_task
-from trainables.trial import ConfigError, check_trial_config
+from trainables.trial import CheckpointPolicy, ConfigError, check_trial_config
 
 SEARCHERS = ("nsga2", "tpe", "random", "grid")
 SCHEDULERS = ("fifo", "asha", "moasha")
@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "max_concurrent": None,
     "device": "auto",
     "energy": {},
-    "checkpoint_every": 1,
+    "checkpoint_every": "auto",
     "summary": None,
 }
 FIELDS = {"approaches", *DEFAULTS}
@@ -169,7 +169,8 @@ def parse_search(raw: Any) -> SearchConfig:
         problems.append(task_problem)
     for approach in approaches:
         lines = check_trial_config(sample_trial(settings, approach))
-        problems += [f"approach {approach.name!r}: {line}" for line in lines if line != task_problem]  # said once
+        said = {task_problem, *problems}  # a problem of the whole search is said once, not once per approach
+        problems += [f"approach {approach.name!r}: {line}" for line in lines if line not in said]
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
@@ -178,9 +179,13 @@ def parse_search(raw: Any) -> SearchConfig:
 def _check_settings(settings: dict[str, Any], problems: list[str]) -> None:
     if settings["searcher"] not in SEARCHERS:
         problems.append(f"searcher {settings['searcher']!r} is unknown; choose from {', '.join(SEARCHERS)}")
-    for key in ("num_trials", "population_size", "startup_trials", "cheapest_of", "repeats", "checkpoint_every"):
+    for key in ("num_trials", "population_size", "startup_trials", "cheapest_of", "repeats"):
         if not isinstance(settings[key], int) or settings[key] < 1:
             problems.append(f"{key} must be a positive integer, got {settings[key]!r}")
+    try:
+        CheckpointPolicy(settings["checkpoint_every"])
+    except ValueError as error:
+        problems.append(str(error))
     if not isinstance(settings["retries"], int) or settings["retries"] < 0:
         problems.append(f"retries must be an integer >= 0, got {settings['retries']!r}")
     for key in ("time_budget_s", "energy_budget_j"):
