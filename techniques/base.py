@@ -30,7 +30,10 @@ kept batch's backward (and at each evaluation): which fraction of each
 layer's weights the step used (``LayerDensity``). A layer left out counts
 as dense. Masked dense kernels still do the dense arithmetic, so these
 FLOPs are what a sparse kernel would need (GraNet's Table 3 accounting),
-reported beside the measured energy, never instead of it.
+reported beside the measured energy, never instead of it. The loop
+multiplies the FLOPs out only when the mapping it gets is a different
+object from the last one, so return the same mapping while the densities
+hold and a new one when they change; never change one in place.
 
 A checkpoint pickles the model, the technique and the optimizer together in
 one object graph, so a layer a technique widened or narrowed comes back with
@@ -47,6 +50,7 @@ old one's state.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Protocol
 
 import torch
@@ -87,6 +91,9 @@ class LayerDensity(NamedTuple):
 
     weights: float | torch.Tensor
     gradients: float | torch.Tensor
+
+
+ALL_DENSE: Mapping[nn.Module, LayerDensity] = MappingProxyType({})  # one object, so it is never taken for a change
 
 
 class Technique:
@@ -141,7 +148,7 @@ class Technique:
         return {}
 
     def layer_densities(self, run: Run) -> Mapping[nn.Module, LayerDensity]:
-        return {}
+        return ALL_DENSE
 
     def export(self, model: nn.Module) -> nn.Module:
         return model
@@ -210,10 +217,13 @@ class Stack(Technique):
         return merged
 
     def layer_densities(self, run):
-        # Only the member that claims the weights reports densities.
-        merged: dict[nn.Module, LayerDensity] = {}
-        for member in self.members:
-            merged.update(member.layer_densities(run))
+        # Only the member that claims the weights reports densities. The merged
+        # mapping is made again only when a member's changes, as the loop expects.
+        parts = [member.layer_densities(run) for member in self.members]
+        cached_parts, merged = getattr(self, "_densities", ((), {}))
+        if len(parts) != len(cached_parts) or any(part is not cached for part, cached in zip(parts, cached_parts)):
+            merged = {layer: density for part in parts for layer, density in part.items()}
+            self._densities = (parts, merged)
         return merged
 
     def export(self, model):

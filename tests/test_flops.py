@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import techniques
 from techniques import LayerDensity, Stack, Technique
 
 from helpers import make_training, run_to_end
@@ -46,6 +47,21 @@ def test_a_stack_passes_its_weight_technique_densities_on():
 
     metrics = run_to_end(make_training(Stack([Other(), FixedDensities()]), steps=STEPS, eval_every=STEPS))[-1]
     assert metrics["flops_sparse"] < metrics["flops"]
+
+
+def test_a_stack_hands_out_one_mapping_while_its_members_densities_hold():
+    # The loop multiplies FLOPs out whenever the mapping is a new object, so an unchanged stack must return the same one.
+    training = make_training(techniques.create(["data_selection", "granet"], {"granet": {"interval": 5}}), steps=20)
+    stack, granet = training.technique, training.technique.members[1]
+    stacked, alone = [], []
+    while training.step < 12:
+        training._train_step()
+        stacked.append(stack.layer_densities(training))
+        alone.append(granet.layer_densities(training))
+    unchanged = [now is before for before, now in zip(alone, alone[1:])]
+    assert any(unchanged) and not all(unchanged)
+    assert [now is before for before, now in zip(stacked, stacked[1:])] == unchanged
+    assert all(merged == own for merged, own in zip(stacked, alone))
 
 
 def test_densities_that_change_mid_window_are_charged_for_the_steps_that_ran_under_them():
