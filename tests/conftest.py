@@ -17,12 +17,8 @@ def local_ray(request):
 
     The searches find it through ``ray.is_initialized()``, as a notebook's would. A test that needs
     Ray set up otherwise (another environment for its workers, a cluster) shuts it down first; the
-    next module that asks for it starts it again.
-
-    While it runs, ``build_training`` fails in this process (``trainables.trial._gpu_is_shared`` asks
-    Ray for a worker's resources, which a driver has none of). In the whole suite the modules that
-    call it come after test_cluster and test_outside_tasks, which shut it down; after the last module
-    that asks for it, it is shut down too.
+    next module that asks for it starts it again. After the last module that asks for it, it is
+    shut down.
     """
     import ray
 

@@ -51,3 +51,14 @@ def test_usage_errors_are_an_exception_naming_every_problem(tmp_path):
         greentune.analyze(tmp_path)
     with pytest.raises(greentune.UsageError, match="pass report=FOLDER or report=False"):
         greentune.analyze(pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "quality": [0.1]}))
+
+
+def test_a_trial_builds_in_a_process_that_searched_as_a_notebook_would(local_ray):
+    # Ray is running in this process (the driver); a trial built here shares no GPU with anyone.
+    import ray
+
+    from trainables.trial import build_training
+
+    assert ray.is_initialized()
+    training = build_training({**{key: SEARCH[key] for key in ("task", "task_options", "train")}, "device": "cpu"})
+    assert next(training.evaluations())["step"] == SEARCH["train"]["eval_every"]

@@ -188,7 +188,8 @@ def _gpu_is_shared(setting: str) -> bool:
         return setting == "shared"
     import ray
 
-    if not ray.is_initialized():  # outside Ray, nothing shares the GPU with this trial
+    # Outside a Ray Tune trial (no Ray, or a driver such as a notebook after a search), nothing shares the GPU.
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
         return False
     fraction = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
     return 0.0 < fraction < 1.0
