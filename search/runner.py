@@ -125,7 +125,14 @@ def _prepare(results_dir: Path, address: str | None) -> Path:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = Path(results_dir).resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        connected = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", connected):
+            raise ValueError(
+                f"this process is already connected to the Ray at {connected}, not {address}; "
+                "call ray.shutdown() first, or leave out the address to search on the Ray it has"
+            )
+    else:
         _check_reachable(address)
         try:
             # Without an address, start a Ray of our own: "local", because

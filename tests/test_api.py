@@ -62,3 +62,10 @@ def test_a_trial_builds_in_a_process_that_searched_as_a_notebook_would(local_ray
     assert ray.is_initialized()
     training = build_training({**{key: SEARCH[key] for key in ("task", "task_options", "train")}, "device": "cpu"})
     assert next(training.evaluations())["step"] == SEARCH["train"]["eval_every"]
+
+
+def test_an_address_other_than_the_ray_this_process_holds_is_refused(tmp_path, local_ray):
+    with pytest.raises(greentune.UsageError) as caught:
+        greentune.run(SEARCH, results=tmp_path / "never", address="127.0.0.1:1", num_trials=1)
+    assert any("already connected to the Ray at" in line and "127.0.0.1:1" in line for line in caught.value.lines)
+    assert not (tmp_path / "never" / "results.parquet").exists()
