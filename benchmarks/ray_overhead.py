@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     slots = int(ray.cluster_resources()["CPU"])
     without = slot_seconds_per_trial(args.trials, reuse=False, slots=slots)
     with_reuse = slot_seconds_per_trial(args.trials, reuse=True, slots=slots)
