@@ -92,7 +92,6 @@ DIGITS_SPARSE = {
     # greentune's settings for it, as the default preset's: the baseline every paper compares with first.
     "evaluate_first": ["dense"],
     "searcher": "tpe",
-    "startup_trials": 4,
     "cheapest_of": 3,
     "scheduler": {**MOASHA, "max_t": 6},
 }
@@ -127,7 +126,6 @@ ABLATIONS = {
     ]},
     "greentune-no-projection": {"scheduler": {**DEFAULT["scheduler"], "project_costs": False}},
     "greentune-not-cost-aware": {"cheapest_of": 1},
-    "greentune-10-startup-trials": {"startup_trials": 10},
     "greentune-linear-selectivity": {"approaches": {**DEFAULT["approaches"], "data-selection": {
         **DEFAULT["approaches"]["data-selection"], "params": {"data_selection": {"selectivity": {"low": 0.1, "high": 1.0}, "on_skip": "last"}}}}},
 }

@@ -144,3 +144,8 @@ def test_every_finished_or_stopped_trial_records_what_it_would_have_cost_to_the_
     searcher.suggest("b")
     searcher.on_trial_complete("b", {"quality": 0.5, "energy_j": 3.0, "trained_fraction": 1.0, "complete": True})
     assert [trial.user_attrs[COST_ATTR] for trial in searcher._ot_study.get_trials()] == [8.0, 3.0]
+
+
+def test_tpe_samples_at_random_for_its_startup_trials():
+    searcher = make_searcher(parse_search({**SPACE, "searcher": "tpe", "startup_trials": 3}))
+    assert searcher._sampler._n_startup_trials == 3
