@@ -58,34 +58,39 @@ BACKBONES = ("global", "asl")
 SQRT2 = math.sqrt(2.0)
 
 
-def threshold_weights(weight: torch.Tensor, threshold: torch.Tensor | float, power: float) -> torch.Tensor:
+def threshold_weights(weight: torch.Tensor, threshold: torch.Tensor, power: float) -> torch.Tensor:
     """P_T(w): 0 where |w| <= T, else sign(w)·(|w|^p − T^p)^(1/p), written as w·(1 − (T/|w|)^p)^(1/p).
 
     Without a gradient: Feather's backward pass is the straight-through estimator.
     """
     weight = weight.detach()
-    return weight * shrink_factors(weight.abs(), threshold, power)
-
-
-def shrink_factors(magnitudes: torch.Tensor, threshold: torch.Tensor | float, power: float, parts: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """P_T(w) / w, computed in place in |w| ``magnitudes``; for hard thresholding the mask |w| > T.
-
-    Where |w| <= T the ratio T/|w| is clamped to 1, so the factor is exactly
-    0 and no separate mask is needed. ``parts``, views of ``magnitudes`` one
-    per layer, take the powers layer by layer: ATen rounds a power
-    differently in its vectorised loop and in the loop's scalar tail, so a
-    power over the concatenation would move a few weights by one bit
-    against a power per layer, and with them the whole run.
-    """
+    magnitudes = weight.abs()
     if math.isinf(power):
-        return magnitudes > threshold
-    ratio = torch.div(threshold, magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny), out=magnitudes).clamp_(max=1.0)
-    for part in parts or [ratio]:
+        return weight * (magnitudes > threshold)
+    return weight * shrink_factors(magnitudes, [magnitudes], [threshold], power)
+
+
+def shrink_factors(magnitudes: torch.Tensor, parts: list[torch.Tensor], thresholds: list[torch.Tensor], power: float) -> torch.Tensor:
+    """P_T(w) / w for a finite power p, computed in place in |w| ``magnitudes``.
+
+    ``parts`` are views of ``magnitudes``, one per layer, and ``thresholds``
+    their thresholds. Where |w| <= T the ratio T/|w| is clamped to 1, so the
+    factor is exactly 0 and no separate mask is needed. The powers run part
+    by part: ATen rounds a power differently in its vectorised loop and in
+    the loop's scalar tail, so a power over the concatenation would move a
+    few weights by one bit against a power per layer, and with them the
+    whole run.
+    """
+    magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny)
+    for part, threshold in zip(parts, thresholds):
+        torch.div(threshold, part, out=part)
+    magnitudes.clamp_(max=1.0)
+    for part in parts:
         part.pow_(power)
-    ratio.neg_().add_(1.0)
-    for part in parts or [ratio]:
+    magnitudes.neg_().add_(1.0)
+    for part in parts:
         part.pow_(1.0 / power)
-    return ratio
+    return magnitudes
 
 
 class FlatWeights:
@@ -159,34 +164,36 @@ class FlatWeights:
             return self.magnitudes[start:end].kthvalue(k).values
         return np.partition(self._numpy[0][start:end], k - 1)[k - 1]
 
-    def mark_pruned(self, threshold: torch.Tensor) -> None:
-        """``pruned`` = |w| <= ``threshold``, for the backward pass."""
+    def mark_pruned(self, thresholds: list[torch.Tensor]) -> None:
+        """``pruned`` = |w| <= T, with each layer's threshold, for the backward pass."""
         if self.pruned is None:
             self.pruned = torch.empty_like(self.magnitudes, dtype=torch.bool)
             self._pruned_parts = self.views(self.pruned)
         if self.on_cpu:
-            np.less_equal(self._numpy[0], threshold.numpy(), out=self.pruned.numpy())
+            magnitudes, pruned = self._numpy[0], self.pruned.numpy()
+            for threshold, start, end in zip(thresholds, self.bounds[:-1], self.bounds[1:]):
+                np.less_equal(magnitudes[start:end], threshold.numpy(), out=pruned[start:end])
         else:
-            torch.le(self.magnitudes, threshold, out=self.pruned)
+            for part, mask, threshold in zip(self._parts, self.pruned.split(self.sizes), thresholds):
+                torch.le(part, threshold, out=mask)
 
-    def write_thresholded(self, threshold: torch.Tensor, power: float) -> list[int] | list[torch.Tensor]:
-        """Write P_T(w) into each layer's ``weight`` (``threshold``: one value, or one per entry); the kept count per layer.
+    def write_thresholded(self, thresholds: list[torch.Tensor], power: float) -> list[int] | list[torch.Tensor]:
+        """Write P_T(w) into each layer's ``weight``, with each layer's threshold; the kept count per layer.
 
         Counts are ints on a CPU, 0-dim tensors elsewhere. The |w| buffer is used up.
         """
         if self.on_cpu:
-            magnitudes, above = self._numpy
-            np.greater(magnitudes, threshold.numpy(), out=above)
-            kept = [int(np.count_nonzero(above[start:end])) for start, end in zip(self.bounds[:-1], self.bounds[1:])]
+            (magnitudes, above), kept = self._numpy, []
+            for threshold, start, end in zip(thresholds, self.bounds[:-1], self.bounds[1:]):
+                kept.append(int(np.count_nonzero(np.greater(magnitudes[start:end], threshold.numpy(), out=above[start:end]))))
             masks = self._above_parts
         else:
-            above = self.magnitudes > threshold
-            kept = [part.count_nonzero() for part in above.split(self.sizes)]
-            masks = self.views(above)
+            masks = [part > threshold for part, threshold in zip(self._layer_parts, thresholds)]
+            kept = [mask.count_nonzero() for mask in masks]
         if math.isinf(power):
             factors = masks
         else:
-            shrink_factors(self.magnitudes, threshold, power, self._parts)
+            shrink_factors(self.magnitudes, self._parts, thresholds, power)
             factors = self._layer_parts
         for layer, weight, factor in zip(self.layers, self._dense, factors):
             torch.mul(weight, factor, out=layer.weight)
@@ -199,14 +206,14 @@ class GlobalThreshold:
     def __init__(self, layers: list[nn.Module]):
         self.value = torch.zeros((), device=layers[0].dense_weight.device)
 
-    def update(self, weights: FlatWeights, sparsity: float) -> torch.Tensor:
-        """The threshold for every entry of ``weights.magnitudes``."""
+    def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
+        """The threshold of each layer (the same) for the weights' |w|."""
         count = round(sparsity * weights.bounds[-1])
         if not weights.on_cpu:
             self.value = weights.kth_smallest(count) if count > 0 else torch.zeros_like(self.value)
         else:  # written in place through NumPy, no tensor op
             self.value.numpy()[()] = weights.kth_smallest(count) if count > 0 else 0.0
-        return self.value
+        return [self.value] * len(weights.sizes)
 
     def threshold(self, index: int) -> torch.Tensor:
         return self.value.clone()
@@ -232,18 +239,14 @@ class AdaptiveSparsityLoss:
         device = layers[0].dense_weight.device
         self.values = torch.zeros(len(layers), device=device)
         self.scales = torch.ones(len(layers), device=device)
-        self.entries: torch.Tensor | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "entries": None}
 
     def estimated_sparsities(self, relative: torch.Tensor) -> torch.Tensor:
         """erf(r/√2): a zero-mean Gaussian layer's fraction of weights below r standard deviations."""
         return torch.erf(relative.clamp_min(0.0) / SQRT2)
 
     @torch.no_grad()
-    def update(self, weights: FlatWeights, sparsity: float) -> torch.Tensor:
-        """Per-layer thresholds, repeated over each layer's entries of ``weights.magnitudes``."""
+    def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
+        """The threshold of each layer for the weights' |w|."""
         # The bisection runs on Python floats: a few small tensors' worth of
         # work, which as 40 rounds of tensor operations cost more than the step.
         sizes = self.sizes.tolist()
@@ -257,19 +260,13 @@ class AdaptiveSparsityLoss:
                 high = middle
         corrected = self.estimated_sparsities(self.relative + high).tolist()
         counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
-        if self.entries is None:
-            self.entries = self.values.new_empty(weights.bounds[-1])
         if weights.on_cpu:  # written in place through NumPy, no tensor op
-            values, entries = self.values.numpy(), self.entries.numpy()
-            for index, (count, start, end) in enumerate(zip(counts, weights.bounds[:-1], weights.bounds[1:])):
-                values[index] = entries[start:end] = weights.kth_smallest(count, index) if count > 0 else 0.0
+            self.values.numpy()[:] = [weights.kth_smallest(count, index) if count > 0 else 0.0 for index, count in enumerate(counts)]
         else:
             zero = self.values.new_zeros(())
             self.values = torch.stack([weights.kth_smallest(count, index) if count > 0 else zero for index, count in enumerate(counts)])
-            for part, value in zip(self.entries.split(weights.sizes), self.values):
-                part.fill_(value)
         torch.stack([layer.dense_weight.std() for layer in self.layers], out=self.scales)
-        return self.entries
+        return list(self.values.unbind())
 
     def after_backward(self, grads, weights, pruned) -> None:
         """ASL's estimate of the task gradient to r: ∂L/∂T = −Σ_pruned g·w / T, times the Gaussian model's dT/dr = σ."""
@@ -357,10 +354,10 @@ class Feather(Technique):
     def _update(self, sparsity: float) -> None:
         """New thresholds for the weights as they are now, the kept counts, and each layer's ``weight`` = P_T(w)."""
         self.weights.gather()
-        threshold = self.thresholds.update(self.weights, sparsity)
+        thresholds = self.thresholds.update(self.weights, sparsity)
         if self.pruned_scale != 1.0 or self.backbone == "asl":  # the backward pass reads the pruned mask
-            self.weights.mark_pruned(threshold)
-        self.kept = self.weights.write_thresholded(threshold, self.power)
+            self.weights.mark_pruned(thresholds)
+        self.kept = self.weights.write_thresholded(thresholds, self.power)
 
     def extra_loss(self, run, outputs, targets):
         return None if self.finished else self.thresholds.extra_loss(self.scheduled_sparsity(run.step))
