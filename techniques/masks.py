@@ -13,6 +13,7 @@ decide *which* entries a mask holds; this module does the *how*.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -80,23 +81,24 @@ class WeightMasks:
     # copy of the mask; on a GPU, where masked_fill_ is as fast, a large
     # layer keeps its inverted mask (one byte a weight). x * 1.0 is x exactly
     # and x * 0.0 a zero (of x's sign; NaN where x is NaN or infinite, when
-    # the run has diverged anyway). What zeroes each layer is cached and
-    # rebuilt only when a mask is replaced or written in place (its version
-    # counter moves); a mask that keeps every weight is skipped.
+    # the run has diverged anyway). What zeroes each layer is cached with
+    # its weight and rebuilt only when a mask is replaced or written in place
+    # (its version counter moves); a mask that keeps every weight is skipped.
+    # Run right after the backward pass, with cold caches, every lookup saved
+    # here shows in a small network's step time.
 
-    def _zeroing(self) -> list[tuple[int, torch.Tensor, Callable]]:
-        """(layer index, tensor, function zeroing a tensor with it) for each mask that prunes something."""
-        versions = [mask._version for mask in self.masks]
-        if versions != getattr(self, "_zeroing_versions", None) or list(map(id, self.masks)) != self._zeroing_ids:
+    def _zeroing(self) -> list[tuple[nn.Parameter, torch.Tensor, Callable]]:
+        """(weight, tensor, function zeroing a tensor of the weight's shape with it) per mask that prunes something."""
+        key = [(id(mask), mask._version) for mask in self.masks]
+        if key != getattr(self, "_zeroing_key", None):
             # Read as bytes: reductions and conversions of bool tensors are several times slower on a CPU.
             self._zeroing_cache = [
-                (index, *self._zeroer(layer.weight.dtype, mask))
-                for index, (layer, mask) in enumerate(self)
+                (layer.weight, *self._zeroer(layer.weight.dtype, mask))
+                for layer, mask in self
                 if not bool(mask.view(torch.uint8).min())
             ]
             # Holding the masks keeps their ids from being reused by new ones.
-            self._zeroing_masks, self._zeroing_ids = list(self.masks), list(map(id, self.masks))
-            self._zeroing_versions = versions
+            self._zeroing_masks, self._zeroing_key = list(self.masks), key
         return self._zeroing_cache
 
     def _zeroer(self, dtype: torch.dtype, mask: torch.Tensor) -> tuple[torch.Tensor, Callable]:
@@ -116,9 +118,9 @@ class WeightMasks:
         for part, chunk in zip(tensor.split(rows), mask_bytes.split(rows)):
             part.mul_(buffer[: chunk.numel()].view(chunk.shape).copy_(chunk))
 
-    def _zero_pruned(self, tensors: list[torch.Tensor | None]) -> None:
-        for index, zeroing, zero in self._zeroing():
-            tensor = tensors[index]
+    def _zero_pruned(self, tensor_of: Callable[[nn.Parameter], torch.Tensor | None]) -> None:
+        for weight, zeroing, zero in self._zeroing():
+            tensor = tensor_of(weight)
             if tensor is not None and tensor.shape == zeroing.shape:
                 zero(tensor, zeroing)
 
@@ -129,7 +131,7 @@ class WeightMasks:
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every pruned weight (call after each optimizer step)."""
-        self._zero_pruned([layer.weight for layer in self.layers])
+        self._zero_pruned(_itself)
 
     # Gradients and optimizer state never require gradients themselves, so
     # these two need no torch.no_grad(), whose wrapper costs as much as the
@@ -137,7 +139,7 @@ class WeightMasks:
 
     def apply_to_gradients(self) -> None:
         """Zero the gradients of pruned weights."""
-        self._zero_pruned([layer.weight.grad for layer in self.layers])
+        self._zero_pruned(_gradient)
 
     def apply_to_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero the optimizer state (momentum, Adam moments) of pruned weights.
@@ -147,7 +149,7 @@ class WeightMasks:
         """
         states = [optimizer.state.get(layer.weight, {}) for layer in self.layers]
         for name in {name for state in states for name, value in state.items() if isinstance(value, torch.Tensor)}:
-            self._zero_pruned([state.get(name) for state in states])
+            self._zero_pruned(lambda weight, name=name: optimizer.state.get(weight, {}).get(name))
 
     @torch.no_grad()
     def drop(self, index: int, positions: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -249,6 +251,13 @@ class WeightMasks:
 
 def _fill_zero(tensor: torch.Tensor, pruned: torch.Tensor) -> None:
     tensor.masked_fill_(pruned, 0)
+
+
+def _itself(weight: nn.Parameter) -> torch.Tensor:
+    return weight
+
+
+_gradient = operator.attrgetter("grad")
 
 
 def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
