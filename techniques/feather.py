@@ -97,13 +97,15 @@ class FlatWeights:
     """Every layer's |w| in one flat buffer, one layer after another, and each step's work on it.
 
     After each optimizer step the threshold is found, the kept weights are
-    counted and P_T is written into each layer's ``weight``, each with one
-    op over all layers rather than one per layer: on a small model every
-    distinct op costs more than its arithmetic, more so for the cold caches
-    it meets in the training step. On a CPU, NumPy does the selection
-    (introselect, about 8x faster than ``kthvalue``), the counting and the
-    comparisons; elsewhere tensor ops do, without waiting for the device.
-    The buffers are reused from step to step and rebuilt after unpickling;
+    counted and P_T is written into each layer's ``weight``, with as few
+    distinct ops as can be: in a small model's training step each costs
+    some 5-8 µs, far more than its arithmetic, so the global quantile and
+    the steps of P_T that need no per-layer value run once over the buffer.
+    On a CPU, NumPy does the selection (introselect, about 8x faster than
+    ``kthvalue``), the counting and the comparisons; elsewhere tensor ops
+    do, without waiting for the device. The buffers are reused from step to
+    step (a large model's would otherwise be fresh pages every step) and
+    rebuilt after unpickling;
     only the pruned mask, which the next backward pass reads, is pickled.
     """
 
