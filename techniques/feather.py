@@ -105,8 +105,8 @@ class FlatWeights:
     ``kthvalue``), the counting and the comparisons; elsewhere tensor ops
     do, without waiting for the device. The buffers are reused from step to
     step (a large model's would otherwise be fresh pages every step) and
-    rebuilt after unpickling;
-    only the pruned mask, which the next backward pass reads, is pickled.
+    rebuilt after unpickling; only the pruned mask, which the next backward
+    pass reads, is pickled.
     """
 
     def __init__(self, layers: list[nn.Module]):
