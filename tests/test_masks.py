@@ -96,11 +96,13 @@ def sparse_linear_model_and_masks(density=0.3, seed=0):
 def test_a_mask_changed_in_place_or_replaced_is_what_the_next_zeroing_uses():
     model, masks = sparse_linear_model_and_masks()
     masks.apply_to_gradients()
+    counts = masks.active()
     active = masks.masks[0].nonzero()[0].tolist()
     masks.masks[0][tuple(active)] = False  # in place, behind the masks' back
     masks.masks[1] = torch.zeros_like(masks.masks[1])  # replaced
     masks.apply()
     assert model[0].weight[tuple(active)] == 0 and torch.all(model[2].weight == 0)
+    assert masks.active() == [counts[0] - 1, 0]
     masks.masks[1] = torch.ones_like(masks.masks[1])  # keeps everything: nothing to zero
     model[2].weight.grad = torch.ones_like(model[2].weight)
     masks.apply_to_gradients()
