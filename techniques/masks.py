@@ -171,11 +171,11 @@ class WeightMasks:
     def _switch(self, index: int, positions: torch.Tensor, active: bool, optimizer) -> None:
         flat = self.masks[index].view(-1)
         positions = positions.to(flat.device)
-        previous, before = flat[positions], torch.count_nonzero(flat)
+        previous, before = flat.index_select(0, positions), torch.count_nonzero(flat)
         flat.index_fill_(0, positions, active)
         # Only distinct positions, all in the other state, change the count by their number (no sort needed).
         if int(torch.count_nonzero(flat) - before) != (len(positions) if active else -len(positions)):
-            flat[positions] = previous
+            flat.index_copy_(0, positions, previous)  # repeated positions carry equal values
             state = "inactive" if active else "active"
             raise ValueError(f"layer {index}: every position must be distinct and currently {state}")
         # A dropped weight's gradient too: a skipped batch may step again with it (data selection's "last").
