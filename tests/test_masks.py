@@ -109,8 +109,8 @@ def test_a_mask_changed_in_place_or_replaced_is_what_the_next_zeroing_uses():
     assert torch.all(model[2].weight.grad == 1)
 
 
-# Every layer converted a row at a time, two rows at a time (the last chunk shorter), or kept as a float mask.
-@pytest.mark.parametrize("float_mask_size", [0, 16, 10**9])
+# The 6x8 layer converted a row at a time, or five rows then one; the 2x6 one kept as a float mask from 40.
+@pytest.mark.parametrize("float_mask_size", [0, 40, 10**9])
 def test_every_way_of_zeroing_gives_masked_fill_values(float_mask_size, monkeypatch):
     monkeypatch.setattr("techniques.masks.FLOAT_MASK_SIZE", float_mask_size)
     model, masks = sparse_linear_model_and_masks()
