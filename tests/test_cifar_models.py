@@ -37,14 +37,14 @@ def test_the_width_multiplier_scales_every_stage():
 class Run:
     """Just enough of a run for ``prepare`` outside the loop."""
 
-    total_steps, steps_per_epoch, seed = 10, 5, 0
+    total_steps, steps_per_epoch, seed, step = 10, 5, 0, 1
 
 
 def test_feather_on_a_resnet_pickles_and_the_flop_counter_still_sees_every_conv():
     model = create_model("resnet20", num_classes=10)
     technique = techniques.create(["feather"], {"feather": {"sparsity": 0.9, "target_fraction": 0.1}})
     model = technique.prepare(model, Run())
-    technique.thresholds.update(0.9)
+    technique.after_step(Run())  # step 1 is Feather's target step here: the thresholds now give 90% sparsity
     inputs = torch.randn(4, 3, 32, 32)
     _, flops = measure_step(model, lambda: model(inputs).sum(), len(inputs))
     assert set(flops.layers) == set(technique.layers) and len(flops.layers) == 22  # 19 convs, 2 shortcuts, 1 linear
