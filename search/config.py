@@ -72,6 +72,18 @@ DEFAULTS: dict[str, Any] = {
     "summary": None,
 }
 FIELDS = {"approaches", *DEFAULTS}
+# The fields whose values must have one YAML shape, with an example of it for the error.
+SHAPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "description": (str, "a line of text"),
+    "task": (str, "teacher_student or my_pkg.tasks:make_task"),
+    "task_options": (dict, "{num_samples: 1000}"),
+    "train": (dict, "{steps: 3500, lr: 0.01}"),
+    "techniques": ((list, str), "[data_selection, gradmax] or all"),
+    "evaluate_first": (list, "[baseline-big]"),
+    "constraints": (list, '["quality <= 0.04"]'),
+    "energy": (dict, "{watts_per_core: 10}"),
+    "approaches": (dict, "{baseline-big: {techniques: [baseline], model: big}}"),
+}
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
 
 
@@ -144,8 +156,9 @@ def parse_search(raw: Any) -> SearchConfig:
     if not isinstance(raw, dict):
         raise ConfigError(["a search file must be a mapping of fields such as task, approaches, objectives"])
     problems = [f"unknown field {key!r}; valid fields: {', '.join(sorted(FIELDS))}" for key in raw if key not in FIELDS]
-    settings = {key: raw.get(key, default) for key, default in DEFAULTS.items()}
-    specs = dict(raw.get("approaches") or {})
+    raw_checked = _with_shapes_checked(raw, problems)
+    settings = {key: default if raw_checked.get(key) is None else raw_checked[key] for key, default in DEFAULTS.items()}
+    specs = dict(raw_checked.get("approaches") or {})
     specs.update(_generated_approaches(settings, problems))
     approaches = [_parse_approach(name, spec, problems) for name, spec in specs.items()]
     if not approaches:
@@ -174,6 +187,16 @@ def parse_search(raw: Any) -> SearchConfig:
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
+
+
+def _with_shapes_checked(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``raw`` less the fields of the wrong shape, each reported, so that the checks after it see usable values."""
+    checked = dict(raw)
+    for key, (shape, example) in SHAPES.items():
+        if raw.get(key) is not None and not isinstance(raw[key], shape):
+            problems.append(f"{key} must look like {example}, got {raw[key]!r}")
+            del checked[key]
+    return checked
 
 
 def _check_settings(settings: dict[str, Any], problems: list[str]) -> None:
@@ -256,7 +279,13 @@ def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
     names = spec.get("techniques") or ["baseline"]
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, list) or not all(isinstance(technique, str) for technique in names):
+        problems.append(f"approach {name!r}: techniques must be a list of technique names, e.g. [data_selection], got {names!r}")
+        names = []
     params = spec.get("params") or {}
+    if not isinstance(params, dict) or not all(isinstance(values, dict) for values in params.values() if values):
+        problems.append(f"approach {name!r}: params must map each technique to its parameters, e.g. {{gradmax: {{scale: 1.0}}}}")
+        params = {}
     space: dict[str, dict[str, Param | Fixed]] = {}
     given: set[tuple[str, str]] = set()
     for technique in names:

@@ -37,8 +37,10 @@ class _Range:
         if unknown:
             raise ValueError(f"a range takes low/high/log, not {sorted(unknown)}")
         narrowed = replace(self, **override)
-        if not (self.low <= narrowed.low <= narrowed.high <= self.high):
-            raise ValueError(f"range [{narrowed.low}, {narrowed.high}] is outside [{self.low}, {self.high}]")
+        if not (self.contains(narrowed.low) and self.contains(narrowed.high)):
+            raise ValueError(f"range [{narrowed.low}, {narrowed.high}] is not within {self.describe()}")
+        if narrowed.low > narrowed.high:
+            raise ValueError(f"range [{narrowed.low}, {narrowed.high}] is empty: low is above high")
         return narrowed
 
 

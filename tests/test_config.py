@@ -77,6 +77,16 @@ def test_a_good_search_parses_with_objective_modes():
         ({"task": "imagenet"}, "unknown task 'imagenet'"),
         ({"objectives": ["quality", "energy_j:most"]}, "mode must be min or max"),
         ({"train": {"lr": 0.1, "batch": 5}}, "train has no setting 'batch'"),
+        ({"train": {"lr": "fast"}}, "train.lr must be a positive number, got 'fast'"),
+        ({"approaches": ["baseline-big"]}, "approaches must look like {baseline-big: {techniques: [baseline]"),
+        ({"task_options": 3}, "task_options must look like {num_samples: 1000}, got 3"),
+        ({"constraints": "quality <= 0.04"}, "constraints must look like [\"quality <= 0.04\"]"),
+        ({"approaches": {"a": {"techniques": "baseline", "params": [1]}}}, "approach 'a': params must map each technique"),
+        ({"approaches": {"a": {"techniques": [3]}}}, "approach 'a': techniques must be a list of technique names"),
+        (
+            {"approaches": {"a": {"techniques": ["data_selection"], "params": {"data_selection": {"selectivity": {"low": "a"}}}}}},
+            "range [a, 1.0] is not within float in [0.1, 1]",
+        ),
     ],
 )
 def test_search_problems_name_the_field(change, message):
@@ -121,7 +131,7 @@ def test_technique_parameters_are_checked_against_their_declared_space():
     with pytest.raises(ConfigError) as error:
         parse_search(bad)
     problems = "\n".join(error.value.problems)
-    assert "outside [0.1, 1.0]" in problems
+    assert "range [0.0, 2] is not within float in [0.1, 1]" in problems
     assert "has no parameter 'ratio'; valid: selectivity, on_skip" in problems
     assert "choices must be a non-empty subset" in problems
 
