@@ -430,20 +430,23 @@ def plot(traces: dict[str, pd.DataFrame], path: str) -> None:
     figure, axes = plt.subplots(1, len(traces), figsize=(6 * len(traces), 4.5), squeeze=False)
     for axis, (space, trace) in zip(axes[0], traces.items()):
         fractions = np.linspace(0, trace["energy_j"].div(trace["grid_j"]).max(), 200)
+        colours = iter(plt.get_cmap("tab20").colors)
         for method, rows in trace.groupby("method", sort=False):
             curves = []
             for _, run in rows.groupby("seed"):
                 x, y = run["energy_j"] / run["grid_j"], run["hypervolume"] / run["target"]
                 index = np.searchsorted(x.to_numpy(), fractions, side="right") - 1
                 curves.append(np.where(index >= 0, y.to_numpy()[np.clip(index, 0, None)], 0.0))
-            axis.step(fractions, np.mean(curves, axis=0), where="post", label=method,
-                      linewidth=2.5 if method in ("greentune", "grid") else 1.2)
+            axis.step(fractions, np.mean(curves, axis=0), where="post", label=method, color=next(colours),
+                      linewidth=2.5 if method in ("greentune", "grid") else 1.2,
+                      linestyle="--" if method.startswith("greentune-") else "-")  # ablations dashed
         axis.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
         axis.axvline(1 / 3, color="grey", linewidth=0.8, linestyle="--")
         axis.set(title=space, xlabel="energy spent / the grid's energy", ylabel="hypervolume / the grid's final (mean over seeds)")
-        axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # one legend, beside the curves
+    figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def main() -> None:
