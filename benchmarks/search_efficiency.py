@@ -22,8 +22,8 @@ trials' meters report (the CPU-time ``estimate`` on a CPU machine). As in
 a tabular benchmark, each distinct trial is trained once per seed and its
 measurements are replayed to every method that asks for it
 (``TrialTable``), so the methods differ in what they ask for, not in the
-machine's noise. ``--ablations`` adds the default preset with one of its
-ideas changed at a time. Per
+machine's noise. ``--ablations [NAME ...]`` adds the default preset with
+one of its ideas changed at a time (all of them when none is named). Per
 method it prints the energy at which the search first reaches 95% and
 100% of the grid's final hypervolume (mean ± std over seeds, against one
 reference point per space taken from the grid's trials), and draws the
@@ -31,6 +31,7 @@ hypervolume-vs-energy curves into one PNG.
 
     pip install -e ".[bench]"
     python benchmarks/search_efficiency.py [--seeds 3] [--spaces teacher-student digits-sparse] [--budget 1.0]
+    python benchmarks/search_efficiency.py --spaces teacher-student --methods random greentune --ablations greentune-rf2
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ SPACES = {
 }
 
 
-# The default preset's settings, with one idea changed at a time: kept only where they measured better.
+# The default preset's settings, with one idea changed at a time: kept only where they measured better
+# (the last five are variations of its settings that did not).
 ABLATIONS = {
     "greentune-no-warm-start": {"evaluate_first": []},
     "greentune-no-moasha": {"scheduler": {"name": "fifo"}},
@@ -128,6 +130,11 @@ ABLATIONS = {
     "greentune-not-cost-aware": {"cheapest_of": 1},
     "greentune-linear-selectivity": {"approaches": {**DEFAULT["approaches"], "data-selection": {
         **DEFAULT["approaches"]["data-selection"], "params": {"data_selection": {"selectivity": {"low": 0.1, "high": 1.0}, "on_skip": "last"}}}}},
+    "greentune-ds30-only": {"evaluate_first": DEFAULT["evaluate_first"][:1]},
+    "greentune-cheapest-5": {"cheapest_of": 5},
+    "greentune-rf2": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 2}},
+    "greentune-rf4": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 4}},
+    "greentune-startup-5": {"startup_trials": 5},
 }
 
 # --- the papers' points, as trial configs of the space ---
@@ -455,7 +462,8 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
-        "--ablations", action="store_true", help="also the default preset with one idea changed at a time (teacher-student)"
+        "--ablations", nargs="*", choices=list(ABLATIONS),
+        help="also the default preset with one idea changed at a time (teacher-student): these, or all when none is named",
     )
     parser.add_argument("--budget", type=float, default=1.0, help="each search's energy budget, in grid energies")
     parser.add_argument("--max-trials", type=int, default=200)
@@ -473,7 +481,8 @@ def main() -> None:
             grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
             budget = args.budget * grid_run["spent_j"].sum()
             rows.append(grid_run.assign(method="grid", seed=seed))
-            for name in args.methods + (list(ABLATIONS) if args.ablations and space.search is DEFAULT else []):
+            ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
+            for name in args.methods + ablations:
                 rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
                 print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
         runs = pd.concat(rows, ignore_index=True).assign(space=space_name)
