@@ -60,13 +60,16 @@ class WeightMasks:
             masks = [torch.ones_like(layer.weight, dtype=torch.bool) for layer in self.layers]
         if [mask.shape for mask in masks] != [layer.weight.shape for layer in self.layers]:
             raise ValueError("give one mask per layer, each of its layer's weight shape")
-        self.masks = [mask.to(device=layer.weight.device, dtype=torch.bool) for layer, mask in zip(self.layers, masks)]
+        # Contiguous whatever the weights' layout, so that a mask's flat positions are a view of it.
+        self.masks = [
+            mask.to(device=layer.weight.device, dtype=torch.bool).contiguous() for layer, mask in zip(self.layers, masks)
+        ]
 
     @classmethod
     def of_nonzero(cls, layers: Sequence[nn.Module]) -> "WeightMasks":
         """Masks that keep exactly the weights that are not zero now, e.g. of a model pruned earlier."""
         masks = cls(layers)
-        masks.masks = [layer.weight.detach() != 0 for layer in masks.layers]
+        masks.masks = [(layer.weight.detach() != 0).contiguous() for layer in masks.layers]
         return masks
 
     def __iter__(self):
@@ -189,7 +192,7 @@ class WeightMasks:
             tensors += optimizer.state.get(weight, {}).values()
         for tensor in tensors:
             if isinstance(tensor, torch.Tensor) and tensor.shape == weight.shape:
-                tensor.view(-1).index_fill_(0, positions, 0)
+                write_at(tensor, positions, 0)
 
     def active(self) -> list[int]:
         """Active weights per layer, counted again only after a mask changes (counting syncs a GPU)."""
@@ -268,6 +271,20 @@ def _itself(weight: nn.Parameter) -> torch.Tensor:
 
 
 _gradient = operator.attrgetter("grad")
+
+
+def write_at(tensor: torch.Tensor, positions: torch.Tensor, values: torch.Tensor | float) -> None:
+    """Write ``values`` at the row-major flat ``positions`` of ``tensor`` in place, in any memory layout.
+
+    A channels-last weight (``train: {channels_last: true}``) has no flat
+    view; its positions are unravelled into coordinates instead.
+    """
+    if not tensor.is_contiguous():
+        tensor[torch.unravel_index(positions, tensor.shape)] = values
+    elif isinstance(values, torch.Tensor):
+        tensor.view(-1)[positions] = values
+    else:
+        tensor.view(-1).index_fill_(0, positions, values)
 
 
 def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:

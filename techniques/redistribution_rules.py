@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .masks import WeightMasks
+from .masks import WeightMasks, write_at
 from .selection import RunningTopK, largest_positions, random_free_positions
 from .woodfisher import BlockFisherInverse
 
@@ -168,7 +168,7 @@ class SecondOrderRemoval(Removal):
         count = round(fraction * sum(masks.active()))
         cheapest = RunningTopK(count, masks.masks[0].device)
         for index, (fisher, active, layer) in enumerate(zip(self.fishers, self.active, masks.layers)):
-            weights = layer.weight.detach().view(-1)[active]
+            weights = layer.weight.detach().reshape(-1)[active]
             cheapest.add(index, -fisher.removal_costs(weights, self.taylor))
         # Indices into each layer's active weights, which make its removal mask directly:
         # matching positions against the active ones (torch.isin) sorts copies of both.
@@ -178,9 +178,8 @@ class SecondOrderRemoval(Removal):
         with torch.no_grad():
             for layer, picks in zip(masks.layers, picked):
                 fisher, active = fishers.pop(0), actives.pop(0)  # a layer's inverse is freed once it is used
-                flat = layer.weight.view(-1)
                 removed = torch.zeros_like(active, dtype=torch.bool).index_fill_(0, picks, True)
-                flat[active] = fisher.remove(flat[active], removed, self.taylor)
+                write_at(layer.weight, active, fisher.remove(layer.weight.reshape(-1)[active], removed, self.taylor))
                 chosen.append(active[picks])
         return chosen
 

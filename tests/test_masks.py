@@ -145,3 +145,28 @@ def test_a_dropped_weight_loses_its_value_state_and_gradient_and_a_grown_one_sta
     # A skipped batch may step again with these gradients, which must not revive what was dropped.
     assert torch.all(weight.grad.view(-1)[dropped] == 0)
     assert not mask.view(-1)[dropped].any() and mask.view(-1)[grown].all()
+
+
+def test_a_channels_last_conv_switches_the_same_logical_weights_and_state_as_a_contiguous_one():
+    """``train: {channels_last: true}`` leaves conv weights without a flat view; positions stay row-major."""
+    positions, scores = torch.tensor([0, 5, 17, 100]), torch.arange(8 * 3 * 3 * 3.0).view(8, 3, 3, 3)
+
+    def switched(channels_last: bool):
+        conv = nn.Conv2d(3, 8, 3)
+        torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(0))
+        if channels_last:
+            conv.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+        conv.weight.grad = torch.ones_like(conv.weight)
+        optimizer.step()
+        masks = WeightMasks.of_nonzero([conv])
+        masks.drop(0, positions, optimizer)
+        masks.grow(0, positions[:2], optimizer)
+        masks.grow_largest([scores], [2], optimizer)  # the two largest scores among the inactive: 100, then 17
+        return conv.weight.detach().contiguous(), optimizer.state[conv.weight]["momentum_buffer"].contiguous(), masks.masks[0]
+
+    for contiguous, channels_last in zip(switched(False), switched(True)):
+        torch.testing.assert_close(channels_last, contiguous, rtol=0, atol=0)
+    weight, momentum, mask = switched(True)
+    assert mask.is_contiguous() and mask.reshape(-1)[positions].all() and int(mask.sum()) == mask.numel()
+    assert not weight.reshape(-1)[positions].any() and not momentum.reshape(-1)[positions].any()

@@ -362,3 +362,21 @@ def test_second_order_removal_drops_the_globally_cheapest_weights_and_moves_the_
         assert torch.equal(layer.weight.detach().view(-1)[active], fisher.remove(w, removed, taylor))
         offset += len(active)
     assert sum(len(positions) for positions in chosen) == count
+
+
+@pytest.mark.parametrize("name, params", [("redr_woodfisher", {}), ("redr_gradient", {}), ("granet", {"interval": 10})])
+def test_a_channels_last_conv_model_moves_its_weights_and_keeps_the_pruned_ones_zero(name, params):
+    """A channels-last conv weight has no flat view; removal, OBS updates and growth write through its coordinates."""
+
+    def model():
+        return nn.Sequential(nn.Unflatten(1, (4, 5, 5)), nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10))
+
+    technique = techniques.create([name], {name: params})
+    training = make_training(technique, steps=40, eval_every=20, model=model, channels_last=True)
+    start = [mask.clone() for mask in technique.masks.masks]
+    history = run_to_end(training)
+    assert technique.masks.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(not torch.equal(before, mask) for before, mask in zip(start, technique.masks.masks)), "the topology moved"
+    for layer, mask in technique.masks:
+        assert not layer.weight[~mask].any()
+    assert math.isfinite(history[-1]["quality"])
