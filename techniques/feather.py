@@ -378,6 +378,8 @@ class Feather(Technique):
             layer.weight.grad = None
             if self.pruned_scale != 1.0:
                 grad = torch.where(pruned[index], grad * self.pruned_scale, grad)
+            if grad.stride() != weight.stride():  # a channels-last weight: fused optimizers need its layout
+                grad = torch.empty_like(weight).copy_(grad)
             weight.grad = grad if weight.grad is None else weight.grad + grad
 
     def after_step(self, run: Run) -> None:

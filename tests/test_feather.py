@@ -185,6 +185,25 @@ def test_channels_last_convolutions_are_thresholded_in_their_logical_order():
     assert technique.metrics(training)["sparsity"] == pytest.approx(0.8, abs=0.01)
 
 
+@pytest.mark.parametrize("params", [{}, {"pruned_gradient_scale": 0.5}, {"backbone": "asl"}])
+def test_a_channels_last_conv_trains_as_the_contiguous_one_does(params):
+    """Fused optimizers read a gradient in its parameter's memory layout; one in another layout would be scrambled."""
+
+    def model():
+        return nn.Sequential(nn.Unflatten(1, (4, 5, 5)), nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10))
+
+    def trained(channels_last: bool) -> torch.Tensor:
+        technique = feather(sparsity=0.8, target_fraction=0.5, **params)
+        training = make_training(technique, steps=20, model=model, channels_last=channels_last)
+        for _ in range(8):
+            training._train_step()
+        conv = technique.layers[0]
+        assert conv.dense_weight.grad.stride() == conv.dense_weight.stride()
+        return conv.dense_weight.detach().contiguous()
+
+    torch.testing.assert_close(trained(True), trained(False), rtol=1e-4, atol=1e-5)
+
+
 def test_a_model_in_training_can_be_deep_copied():
     training = make_training(feather(sparsity=0.9), steps=20, model="wide")
     training._train_step()
