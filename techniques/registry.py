@@ -119,6 +119,15 @@ def parameter_defaults(cls: type[Technique]) -> dict[str, Any]:
     return {name: item.default for name, item in declared(cls).items()}
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` may stand where the constructor's ``default`` does: a number for a number, a flag for a flag."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return True  # no default, None or a string: the technique's own checks decide
+
+
 def origin(name: str) -> str:
     """Where a technique comes from: ``built-in``, ``plug-in DIST`` or ``import path``."""
     if name in _PLUGINS:
@@ -145,7 +154,15 @@ def create(names: list[str], params: Mapping[str, Mapping[str, Any]] | None = No
         if unknown:
             valid = ", ".join(parameter_names(cls)) or "none"
             raise ValueError(f"technique {name!r} has no parameter {unknown[0]!r}; valid: {valid}")
-        built.append(cls(**kwargs))
+        defaults = parameter_defaults(cls)
+        for parameter, value in kwargs.items():  # a declared one is checked against its domain by the search
+            if parameter not in cls.space and not _same_kind(value, defaults[parameter]):
+                kind = "true or false" if isinstance(defaults[parameter], bool) else "a number"
+                raise ValueError(f"{name}.{parameter} must be {kind} (default {defaults[parameter]!r}), got {value!r}")
+        try:
+            built.append(cls(**kwargs))
+        except TypeError as error:  # a value of a type the constructor's checks did not foresee
+            raise ValueError(f"technique {name!r} cannot take {kwargs}: {error}") from None
     if params:
         raise ValueError(f"parameters given for {sorted(params)[0]!r}, which is not among the techniques {names}")
     return built[0] if len(built) == 1 else Stack(built)

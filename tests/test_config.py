@@ -46,6 +46,13 @@ def test_an_unknown_technique_lists_the_valid_ones():
     assert "unknown technique 'grwomax'" in problem and "data_selection" in problem
 
 
+def test_a_value_of_the_wrong_type_is_a_problem_naming_the_technique_not_a_type_error():
+    [problem] = check_trial_config({"techniques": ["data_selection"], "data_selection": {"selectivity": "half"}})
+    assert problem.startswith("technique 'data_selection' cannot take {'selectivity': 'half'}")
+    [problem] = check_trial_config({"techniques": ["gradmax"], "gradmax": {"width_ratio": [2, 3]}})
+    assert problem == "gradmax.width_ratio must be a number (default 2.0), got [2, 3]"
+
+
 def test_an_out_of_range_value_is_refused_by_the_technique():
     [problem] = check_trial_config({"techniques": ["data_selection"], "data_selection": {"selectivity": 1.5}})
     assert "selectivity must be in (0, 1]" in problem
@@ -87,6 +94,7 @@ def test_a_good_search_parses_with_objective_modes():
             {"approaches": {"a": {"techniques": ["data_selection"], "params": {"data_selection": {"selectivity": {"low": "a"}}}}}},
             "range [a, 1.0] is not within float in [0.1, 1]",
         ),
+        ({"approaches": {"a": {"techniques": ["redr_random"], "params": {"redr_random": {"end": "late"}}}}}, "redr_random.end must be a number (default 0.75), got 'late'"),
     ],
 )
 def test_search_problems_name_the_field(change, message):
