@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import subprocess
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -46,9 +47,9 @@ def run_search(
 
     from .searchers import make_searcher
 
-    results_dir = _prepare(results_dir, address)
+    results_dir, started_here = _prepare(results_dir, address)
+    resources = _fitting_resources(search, started_here)
     _write_search_record(search, results_dir, storage)
-    resources = trial_resources(search.settings["resources"], _cluster_resources())
     tuner = tune.Tuner(
         tune.with_resources(_trainable(), resources),
         tune_config=tune.TuneConfig(
@@ -79,8 +80,8 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
     experiment = f"{storage.rstrip('/')}/{results_dir.name}" if storage else str(results_dir / TUNE_DIR)
     if not tune.Tuner.can_restore(experiment):
         raise ValueError(f"{results_dir} has no Ray Tune experiment to resume (expected {experiment})")
-    _prepare(results_dir, address)
-    resources = trial_resources(search.settings["resources"], _cluster_resources())
+    _, started_here = _prepare(results_dir, address)
+    resources = _fitting_resources(search, started_here)
     tuner = tune.Tuner.restore(
         experiment,
         trainable=tune.with_resources(_trainable(), resources),
@@ -113,7 +114,8 @@ def _trainable():
     return run_trial
 
 
-def _prepare(results_dir: Path, address: str | None) -> Path:
+def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
+    """The results directory, made; and whether the Ray to search on was started here, by this call."""
     import optuna
     import ray
 
@@ -143,7 +145,26 @@ def _prepare(results_dir: Path, address: str | None) -> Path:
                 f"could not connect to the Ray cluster at {address}: {str(error).splitlines()[0]} "
                 "(is `ray start --head` running there? with token auth, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)"
             ) from None
-    return results_dir
+        return results_dir, address is None
+    return results_dir, False
+
+
+def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, float]:
+    """Each trial's CPUs and GPUs, refused when more than a Ray started here has: its trials would wait forever.
+
+    A cluster may still add nodes (an autoscaling one does on demand), so there it is a warning.
+    """
+    cluster = _cluster_resources()
+    resources = trial_resources(search.settings["resources"], cluster)
+    short = [f"{resources[key]:g} {name}" for key, name in (("cpu", "CPU"), ("gpu", "GPU")) if resources[key] > cluster.get(name, 0)]
+    if short:
+        what = (f"each trial asks for {' and '.join(short)}, more than the Ray at hand has "
+                f"({cluster.get('CPU', 0):g} CPU, {cluster.get('GPU', 0):g} GPU)")
+        if started_here:
+            raise ValueError(f"{what}; set resources in the search file (e.g. resources: {{cpu: 1, gpu: auto}}), "
+                             "or search where there are enough (--address of a cluster)")
+        print(f"greentune: warning: {what}; its trials wait until the cluster adds a node that can hold one", file=sys.stderr)
+    return resources
 
 
 def _check_reachable(address: str | None) -> None:

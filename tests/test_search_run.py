@@ -119,3 +119,17 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     kept = table.set_index("trial_id").loc[list(before)]
     for trial_id, last in before.items():
         assert kept.loc[trial_id, "energy_j"] == pytest.approx(last["energy_j"])  # not re-run
+
+
+def test_a_trial_larger_than_a_ray_started_here_is_refused_and_on_a_cluster_only_warned(monkeypatch, capsys):
+    """A GPU preset on a laptop would otherwise wait forever with 0 trials running."""
+    from search import runner
+
+    monkeypatch.setattr(runner, "_cluster_resources", lambda: {"CPU": 2.0})
+    gpu_search = parse_search({"techniques": ["baseline"], "resources": {"cpu": 1, "gpu": 1}})
+    with pytest.raises(ValueError, match=r"each trial asks for 1 GPU, more than the Ray at hand has \(2 CPU, 0 GPU\)"):
+        runner._fitting_resources(gpu_search, started_here=True)
+    assert runner._fitting_resources(gpu_search, started_here=False) == {"cpu": 1, "gpu": 1}
+    assert "wait until the cluster adds a node" in capsys.readouterr().err
+    auto = parse_search({"techniques": ["baseline"], "resources": {"cpu": 2, "gpu": "auto"}})
+    assert runner._fitting_resources(auto, started_here=True) == {"cpu": 2, "gpu": 0}
