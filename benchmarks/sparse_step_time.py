@@ -47,6 +47,8 @@ VARIANTS = {
     "random": (["random_pruning"], {"random_pruning": {"sparsity": SPARSITY}}),
     "static": (["static_sparse"], {"static_sparse": {"density": 1 - SPARSITY}}),
     "set": (["redr_random"], {"redr_random": {"density": 1 - SPARSITY}}),
+    # Every 10 epochs: on the teacher-student MLP (10 batches an epoch), every 100 steps, as GraNet's default.
+    "set-100": (["redr_random"], {"redr_random": {"density": 1 - SPARSITY, "interval": 10}}),
 }
 
 
