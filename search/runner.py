@@ -49,6 +49,7 @@ def run_search(
 
     results_dir, started_here = _prepare(results_dir, address)
     resources = _fitting_resources(search, started_here)
+    results_dir.mkdir(parents=True, exist_ok=True)  # only now: a search refused above leaves no empty folder
     _write_search_record(search, results_dir, storage)
     tuner = tune.Tuner(
         tune.with_resources(_trainable(), resources),
@@ -115,7 +116,7 @@ def _trainable():
 
 
 def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
-    """The results directory, made; and whether the Ray to search on was started here, by this call."""
+    """The results directory, resolved; and whether the Ray to search on was started here, by this call."""
     import optuna
     import ray
 
@@ -126,7 +127,6 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = Path(results_dir).resolve()
-    results_dir.mkdir(parents=True, exist_ok=True)
     if ray.is_initialized():
         connected = ray.get_runtime_context().gcs_address
         if address not in (None, "auto", connected):
