@@ -198,6 +198,8 @@ class FlatWeights:
             shrink_factors(self.magnitudes, self._parts, thresholds, power)
             factors = self._layer_parts
         for layer, weight, factor in zip(self.layers, self._dense, factors):
+            if layer.weight.stride() != weight.stride():  # the model went channels-last: P_T follows its layout
+                layer.weight = torch.empty_like(weight).requires_grad_()
             torch.mul(weight, factor, out=layer.weight)
         return kept
 
@@ -378,7 +380,9 @@ class Feather(Technique):
             layer.weight.grad = None
             if self.pruned_scale != 1.0:
                 grad = torch.where(pruned[index], grad * self.pruned_scale, grad)
-            if grad.stride() != weight.stride():  # a channels-last weight: fused optimizers need its layout
+            # On a channels-last weight, torch.where above follows the contiguous pruned mask's layout,
+            # and fused optimizers read a gradient in its weight's.
+            if grad.stride() != weight.stride():
                 grad = torch.empty_like(weight).copy_(grad)
             weight.grad = grad if weight.grad is None else weight.grad + grad
 

@@ -179,6 +179,7 @@ def test_channels_last_convolutions_are_thresholded_in_their_logical_order():
         training._train_step()
     conv = technique.layers[0]
     assert conv.dense_weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last), "the forward pass gets P_T in the model's layout"
     threshold = technique.thresholds.threshold(0)
     for layer in technique.layers:
         torch.testing.assert_close(layer.weight, threshold_weights(layer.dense_weight.detach(), threshold, 3.0))
