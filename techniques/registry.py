@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import Any, Mapping
 
 from .base import Stack, Technique
-from .space import declared
+from .space import declared, is_number
 
 ENTRY_POINT_GROUP = "greentune.techniques"
 _REGISTRY: dict[str, type[Technique]] = {"baseline": Technique}
@@ -123,8 +123,8 @@ def _same_kind(value: Any, default: Any) -> bool:
     """Whether ``value`` may stand where the constructor's ``default`` does: a number for a number, a flag for a flag."""
     if isinstance(default, bool):
         return isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number(default):
+        return is_number(value)
     return True  # no default, None or a string: the technique's own checks decide
 
 

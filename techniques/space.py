@@ -24,6 +24,11 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, Sequence, Union
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (which Python counts as an int, and YAML gives for true/false)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class _Range:
     low: float
@@ -49,7 +54,7 @@ class Float(_Range):
         return f"float in [{self.low:g}, {self.high:g}]" + (", log scale" if self.log else "")
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return is_number(value) and self.low <= value <= self.high
 
 
 class Int(_Range):

@@ -19,6 +19,8 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
+from techniques.space import is_number
+
 from ..data import DeviceData, as_data
 from ..imports import load_object
 
@@ -73,20 +75,16 @@ class TrainSettings:
         for name in ("batch_size", "steps", "eval_every"):
             if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
                 raise ValueError(f"train.{name} must be a positive integer, got {getattr(settings, name)!r}")
-        if not _is_number(settings.lr) or settings.lr <= 0:
+        if not is_number(settings.lr) or settings.lr <= 0:
             raise ValueError(f"train.lr must be a positive number, got {settings.lr!r}")
-        if settings.epochs is not None and (not _is_number(settings.epochs) or settings.epochs <= 0):
+        if settings.epochs is not None and (not is_number(settings.epochs) or settings.epochs <= 0):
             raise ValueError(f"train.epochs must be a positive number (or left out for steps), got {settings.epochs!r}")
         for name in ("momentum", "weight_decay", "lr_gamma"):
-            if not _is_number(getattr(settings, name)) or getattr(settings, name) < 0:
+            if not is_number(getattr(settings, name)) or getattr(settings, name) < 0:
                 raise ValueError(f"train.{name} must be a number >= 0, got {getattr(settings, name)!r}")
         if not isinstance(settings.drop_last, bool):
             raise ValueError(f"train.drop_last must be true or false, got {settings.drop_last!r}")
         return settings
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Task:
