@@ -3,8 +3,9 @@
 Every sparse technique here keeps dense weights and dense kernels: Feather
 thresholds every weight tensor and finds a global quantile each step,
 GraNet/GMP zero pruned weights after each step and prune/regrow every Δt
-steps (10 here, so that short runs hold many rounds; ``-100`` at the default), random pruning, static sparse training and SET (``redr_random``,
-redistributing every epoch) zero pruned gradients. So their steps cost at
+steps (10 here, so that short runs hold many rounds; ``-100``: at the
+default), random pruning, static sparse training and SET (``redr_random``,
+redistributing every epoch; ``set-100``: every 10) zero pruned gradients. So their steps cost at
 least a dense step, and what they add is their bookkeeping; the sparse FLOP
 count says what a sparse kernel would save. This prints both side by side:
 measured time and energy per step over the dense baseline's (realised), and
