@@ -29,7 +29,8 @@ alternating seed by seed, so that they share the worker's environment and
 each seed's runs meet the same machine load; the ratio printed is the
 median over seeds of trainable / plain of the same seed, for each plain
 loop (Training in-process is timed against plain loops in this process the
-same way, taking turns at going first). The first seed warms the worker up and is dropped.
+same way, taking turns at going first). The first seed warms the worker up
+and is dropped.
 
     python benchmarks/trainable_overhead.py [--repeats 5]
 """
@@ -124,7 +125,7 @@ def plain_or_trial(config: dict) -> None:
         run_trial({**config["trial"], **TRAINABLES[config["kind"]], "seed": config["seed"]})
 
 
-def ray_pairs(trial: dict, repeats: int) -> dict[str, list[tuple[float, float, float]]]:
+def ray_runs(trial: dict, repeats: int) -> dict[str, list[tuple[float, float, float]]]:
     """Per trainable, (plain, plain+eval, trainable) seconds per seed, run alternately in one reused worker."""
     import ray
     from ray import tune
@@ -172,7 +173,7 @@ def main() -> None:
     for label, trial in SETUPS.items():
         plain_loop(trial, 0)  # warm-up
         runs = {"greentune Training, in this process": [in_process_runs(trial, seed) for seed in range(args.repeats)]}
-        runs.update(ray_pairs(trial, args.repeats))
+        runs.update(ray_runs(trial, args.repeats))
         print(f"{label}: median of {args.repeats} seeds, each ratio against the plain loops run beside it "
               "(without evaluating; evaluating where greentune does)")
         for name, seeds in runs.items():
