@@ -36,6 +36,8 @@ def test_energy_to_reach_the_grids_hypervolume_counts_stopped_trials_and_only_fi
         rows("search", [(0.5, 0.5, 1.0, False), (1.0, 2.0, 2.0, True)]),
         # One that never gets past 95% of the grid: (2, 2 J) alone is 0.11.
         rows("weak", [(2.0, 2.0, 2.0, True)]),
+        # One whose single point (2, 1 J) boxes 0.1 x 2.1 = 0.21, the grid's, within a third of the grid's 5 J.
+        rows("quick", [(2.0, 1.0, 1.0, True)]),
     ], ignore_index=True)
     reached, traces = efficiency.summarise(runs, {"quality": "min", "energy_j": "min"})
     reached = reached.set_index("method")
@@ -45,6 +47,11 @@ def test_energy_to_reach_the_grids_hypervolume_counts_stopped_trials_and_only_fi
     assert reached.loc["search", "final"] == pytest.approx(1.21 / 0.21)
     assert reached.loc["weak", ["e95", "e100"]].isna().all()
     assert reached.loc["weak", "final"] == pytest.approx(0.11 / 0.21)
+    # The share held at a third of the grid's energy (5/3 J): none for a search
+    # whose only trial by then was stopped, unknown for one with nothing done yet.
+    assert reached.loc["quick", "third"] == pytest.approx(1.0) and reached.loc["quick", "e100"] == 1.0
+    assert reached.loc["search", "third"] == 0.0
+    assert pd.isna(reached.loc["weak", "third"])
 
 
 def test_the_grid_is_the_presets_published_points_in_the_searched_space(efficiency):
