@@ -205,6 +205,36 @@ class FlatWeights:
         return kept
 
 
+def solve_shift(relative: list[float], sizes: list[int], sparsity: float, start: float) -> float:
+    """The shift δ that makes the size-weighted mean of erf(max(r + δ, 0)/√2) the scheduled sparsity.
+
+    Newton's method from ``start``, the last step's δ, which moves little
+    from step to step, kept inside a bisection bracket: two or three rounds
+    where a bisection from scratch took forty. On Python floats, since a
+    few small tensors' worth of work costs more as tensor operations than
+    the step. Where the mean is flat at the target (no layer above zero, at
+    sparsity 0) any δ there gives the same thresholds.
+    """
+    total, erf, exp = float(sum(sizes)), math.erf, math.exp
+    low, high, shift = -20.0, 20.0, min(max(start, -20.0), 20.0)
+    for _ in range(100):
+        value = slope = 0.0
+        for r, size in zip(relative, sizes):
+            if r + shift > 0.0:
+                value += size * erf((r + shift) / SQRT2)
+                slope += size * exp(-0.5 * (r + shift) ** 2)
+        error = value / total - sparsity
+        if abs(error) <= 1e-12 or high - low <= 1e-10:
+            break
+        if error < 0.0:
+            low = shift
+        else:
+            high = shift
+        step = shift - error / (slope * GAUSSIAN_DENSITY / total) if slope > 0.0 else math.nan
+        shift = step if low < step < high else (low + high) / 2
+    return shift
+
+
 class GlobalThreshold:
     """One threshold for every layer: the |w| quantile of the target sparsity over all weights."""
 
@@ -246,35 +276,6 @@ class AdaptiveSparsityLoss:
         self.values = torch.zeros(len(layers), device=device)
         self.scales = torch.ones(len(layers), device=device)
 
-    def _solve_shift(self, relative: list[float], sizes: list[int], sparsity: float) -> float:
-        """The shift δ that makes the size-weighted mean of erf(max(r + δ, 0)/√2) the scheduled sparsity.
-
-        Newton's method from the last step's δ, which moves little from step
-        to step, kept inside a bisection bracket: two or three rounds where a
-        bisection from scratch took forty, on Python floats, since a few
-        small tensors' worth of work costs more as tensor operations than
-        the step. Where the mean is flat at the target (no layer above zero,
-        at sparsity 0) any δ there gives the same thresholds.
-        """
-        total, erf, exp = float(sum(sizes)), math.erf, math.exp
-        low, high, shift = -20.0, 20.0, min(max(self.shift, -20.0), 20.0)
-        for _ in range(100):
-            value = slope = 0.0
-            for r, size in zip(relative, sizes):
-                if r + shift > 0.0:
-                    value += size * erf((r + shift) / SQRT2)
-                    slope += size * exp(-0.5 * (r + shift) ** 2)
-            error = value / total - sparsity
-            if abs(error) <= 1e-12 or high - low <= 1e-10:
-                break
-            if error < 0.0:
-                low = shift
-            else:
-                high = shift
-            step = shift - error / (slope * GAUSSIAN_DENSITY / total) if slope > 0.0 else math.nan
-            shift = step if low < step < high else (low + high) / 2
-        return shift
-
     def estimated_sparsities(self, relative: torch.Tensor) -> torch.Tensor:
         """erf(r/√2): a zero-mean Gaussian layer's fraction of weights below r standard deviations."""
         return torch.erf(relative.clamp_min(0.0) / SQRT2)
@@ -282,7 +283,7 @@ class AdaptiveSparsityLoss:
     @torch.no_grad()
     def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
         """The threshold of each layer for the weights' |w|."""
-        self.shift = self._solve_shift(self.relative.tolist(), weights.sizes, sparsity)
+        self.shift = solve_shift(self.relative.tolist(), weights.sizes, sparsity, start=self.shift)
         corrected = self.estimated_sparsities(self.relative + self.shift).tolist()
         counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
         if weights.on_cpu:  # written in place through NumPy, no tensor op

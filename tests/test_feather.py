@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import techniques
-from techniques.feather import Feather, FlatWeights, threshold_weights
+from techniques.feather import Feather, FlatWeights, solve_shift, threshold_weights
 
 from helpers import make_training, run_to_end
 
@@ -99,6 +99,15 @@ def test_asl_learns_different_sparsities_per_layer():
     state = technique.thresholds
     per_layer = [float((layer.dense_weight.abs() <= state.threshold(i).detach()).float().mean()) for i, layer in enumerate(technique.layers)]
     assert per_layer[0] != pytest.approx(per_layer[1], abs=0.02)  # 100x100 and 100x10 are pruned differently
+
+
+@pytest.mark.parametrize("start", [-15.0, 0.0, 0.4, 15.0])
+@pytest.mark.parametrize("sparsity", [0.3, 0.9, 0.99])
+def test_asl_correction_makes_the_weighted_mean_sparsity_exact_from_any_previous_shift(start, sparsity):
+    relative, sizes = [-0.7, 0.2, 1.3], [2000, 400, 10]
+    shift = solve_shift(relative, sizes, sparsity, start)
+    mean = sum(size * math.erf(max(r + shift, 0.0) / math.sqrt(2)) for r, size in zip(relative, sizes)) / sum(sizes)
+    assert mean == pytest.approx(sparsity, abs=1e-9)
 
 
 def test_writing_back_keeps_the_function_and_leaves_plain_sparse_parameters():
