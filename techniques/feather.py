@@ -353,6 +353,7 @@ class Feather(Technique):
         self.layers: list[nn.Module] = []
         self.target_step = 1
         self.finished = False
+        self._counted: list[int] | None = None  # the kept counts that ``_densities`` was made from
 
     def prepare(self, model, run: Run):
         self.layers = prunable_layers(model)
@@ -442,10 +443,16 @@ class Feather(Technique):
         return self.kept
 
     def layer_densities(self, run):
-        return {
-            layer: LayerDensity(weights=kept / layer.weight.numel(), gradients=1.0)  # STE: weight gradients are dense
-            for layer, kept in zip(self.layers, self._kept())
-        }
+        # Read every step by the loop's FLOP count: the same mapping while the counts hold, as they mostly do
+        # once the schedule is at its target. Counts on an accelerator are tensors, and comparing them would wait for it.
+        kept = self._kept()
+        if not (isinstance(kept[0], int) and kept == self._counted):
+            self._counted = kept
+            self._densities = {
+                layer: LayerDensity(weights=count / layer.weight.numel(), gradients=1.0)  # STE: weight gradients are dense
+                for layer, count in zip(self.layers, kept)
+            }
+        return self._densities
 
     def metrics(self, run):
         kept = sum(int(count) for count in self._kept())

@@ -135,6 +135,21 @@ def test_the_run_ends_truly_sparse_at_the_reported_sparsity():
     assert {id(p) for p in training.optimizer.param_groups[0]["params"]} == {id(p) for p in training.model.parameters()}
 
 
+def test_the_densities_mapping_is_new_exactly_when_a_kept_count_changes():
+    technique = feather(sparsity=0.9, target_fraction=0.25)
+    training = make_training(technique, steps=80, model="wide")
+    changes = reused = 0
+    for _ in range(79):
+        before, counts = technique.layer_densities(training), list(technique.kept)
+        training._train_step()
+        after = technique.layer_densities(training)
+        changed = technique.kept != counts
+        assert (after is not before) == changed
+        assert [density.weights * layer.weight.numel() for layer, density in after.items()] == pytest.approx(technique.kept)
+        changes, reused = changes + changed, reused + (not changed)
+    assert changes > 10 and reused > 10  # the schedule moves the counts, then they mostly hold
+
+
 def test_feather_flops_use_sparse_forwards_and_dense_weight_gradients():
     training = make_training(feather(sparsity=0.9, target_fraction=0.5), steps=40, eval_every=40, model="wide")
     final = run_to_end(training)[-1]
