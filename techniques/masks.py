@@ -16,9 +16,10 @@ import math
 import operator
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
+
+from .selection import top_positions
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 FLOAT_MASK_SIZE = 2**18  # weights in the largest float mask kept, and in a chunk converted: 1 MiB in float32
@@ -285,18 +286,6 @@ def write_at(tensor: torch.Tensor, positions: torch.Tensor, values: torch.Tensor
         tensor.view(-1)[positions] = values
     else:
         tensor.view(-1).index_fill_(0, positions, values)
-
-
-def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
-    """Positions of the ``k`` largest (or smallest) of the 1-dim ``scores``, in any order, ties broken arbitrarily.
-
-    ``torch.topk``'s set; on a CPU through NumPy's introselect, several times
-    faster there, which matters because gradual pruning selects every Δt steps.
-    """
-    if scores.device.type == "cpu" and 0 < k < len(scores):
-        values = scores.numpy()
-        return torch.from_numpy(np.argpartition(-values if largest else values, k - 1)[:k])
-    return scores.topk(k, largest=largest, sorted=False).indices
 
 
 def erdos_renyi_densities(shapes: Sequence[torch.Size], density: float, kernel: bool = True) -> list[float]:
