@@ -422,12 +422,12 @@ def print_table(space: str, reached: pd.DataFrame, runs: pd.DataFrame, reference
     print(f"\n{space}: grid of {int(runs[runs['method'] == 'grid'].groupby('seed').size().iloc[0])} published points, "
           f"{seeds} seeds, grid energy {mean_std(grid['grid_j'])} J ({sources}); reference "
           + ", ".join(f"{key}={value:.4g}" for key, value in reference.items()))
-    print(f"{'method':<18}{'J to 95%':>22}{'J to 100%':>22}{'to 100% / grid':>20}{'HV/grid at grid J/3':>21}"
+    print(f"{'method':<18}{'J to 95%':>22}{'J to 100%':>22}{'to 100% / grid':>24}{'HV/grid at grid J/3':>21}"
           f"{'HV/grid at end':>18}{'trials':>8}")
     for method, rows in reached.groupby("method", sort=False):
         ratio = rows["e100"] / rows["grid_j"]
         trials = len(runs[runs["method"] == method]) / seeds
-        print(f"{method:<18}{mean_std(rows['e95']):>22}{mean_std(rows['e100']):>22}{mean_std(ratio):>20}"
+        print(f"{method:<18}{mean_std(rows['e95']):>22}{mean_std(rows['e100']):>22}{mean_std(ratio):>24}"
               f"{mean_std(rows['third'].fillna(0.0)):>21}{mean_std(rows['final']):>18}{trials:>8.1f}")
 
 
