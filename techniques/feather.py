@@ -56,7 +56,7 @@ from .space import Choice, Float
 
 BACKBONES = ("global", "asl")
 SQRT2 = math.sqrt(2.0)
-GAUSSIAN_DENSITY = math.sqrt(2.0 / math.pi)  # d erf(x/√2) / dx at x = 0, times exp(-x²/2) elsewhere
+GAUSSIAN_DENSITY = math.sqrt(2.0 / math.pi)  # d/dx erf(x/√2) = √(2/π)·exp(−x²/2)
 
 
 def threshold_weights(weight: torch.Tensor, threshold: torch.Tensor, power: float) -> torch.Tensor:

@@ -8,8 +8,9 @@ together. ``largest_positions`` ranks only the scores above a threshold
 placed from a small sample (one byte a score, plus the candidates), and
 ``random_free_positions`` draws positions directly (bytes per chosen
 position only). ``top_positions`` is the plain selection, for scores
-small enough or short-lived enough that its memory does not matter. ``RunningTopK`` keeps the k largest over several layers,
-one layer at a time, so a network-wide choice never holds two layers.
+small or short-lived enough that its memory does not matter.
+``RunningTopK`` keeps the k largest over several layers, one layer at a
+time, so a network-wide choice never holds two layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 SAMPLE = 1 << 14  # scores sampled to place the threshold
+NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)  # bfloat16 has no NumPy type
 
 
 def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
@@ -28,7 +30,7 @@ def top_positions(scores: torch.Tensor, k: int, largest: bool = True) -> torch.T
     ``torch.topk``'s set; on a CPU through NumPy's introselect, several times
     faster there, which matters because gradual pruning selects every Δt steps.
     """
-    if scores.device.type == "cpu" and 0 < k < len(scores):
+    if scores.device.type == "cpu" and scores.dtype in NUMPY_FLOATS and 0 < k < len(scores):
         values = scores.numpy()
         return torch.from_numpy(np.argpartition(-values if largest else values, k - 1)[:k])
     return scores.topk(k, largest=largest, sorted=False).indices

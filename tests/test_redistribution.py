@@ -15,7 +15,7 @@ from techniques.redistribution import Redistribution
 from techniques.redistribution_rules import GlobalGradientGrowth, LayerSignals, LossGrowth, SecondOrderRemoval
 from techniques.registry import available
 from techniques.schedules import cosine_decay
-from techniques.selection import largest_positions, random_free_positions
+from techniques.selection import largest_positions, random_free_positions, top_positions
 from techniques import woodfisher
 from techniques.woodfisher import BlockFisherInverse
 
@@ -285,7 +285,7 @@ def test_the_presets_are_a_grid_of_every_algorithm_and_both_dense_baselines(pres
     assert "full" in models and any(model.startswith("param-equivalent-") for model in models)
 
 
-@pytest.mark.parametrize("size", [5000, 300_000])  # topk directly, and the sampled threshold
+@pytest.mark.parametrize("size", [5000, 300_000])  # a full selection, and the sampled threshold
 def test_largest_positions_equals_topk_including_ties_and_minus_infinity(size):
     generator = torch.Generator().manual_seed(4)
     scores = torch.randn(size, generator=generator)
@@ -295,6 +295,17 @@ def test_largest_positions_equals_topk_including_ties_and_minus_infinity(size):
         picked = largest_positions(scores, k)
         assert len(picked) == len(set(picked.tolist())) == k
         assert torch.equal(scores[picked].sort().values, torch.topk(scores, k).values.sort().values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])  # NumPy's selection, or topk where NumPy has no type
+@pytest.mark.parametrize("largest", [True, False])
+def test_top_positions_are_topks_set_in_either_direction(dtype, largest):
+    scores = torch.randn(3000, generator=torch.Generator().manual_seed(5)).to(dtype)
+    for k in (1, 40, 2999):
+        picked = top_positions(scores, k, largest=largest)
+        assert len(set(picked.tolist())) == k
+        expected = torch.topk(scores, k, largest=largest).values
+        assert torch.equal(scores[picked].sort().values, expected.sort().values)
 
 
 def test_largest_positions_lowers_a_threshold_that_the_sample_misplaced():
