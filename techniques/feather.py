@@ -266,12 +266,13 @@ class GlobalThreshold:
 class AdaptiveSparsityLoss:
     """ASL+: learned per-layer sparsities, a scheduled sparsity loss and a sorting-based correction."""
 
+    shift = 0.0  # the last correction δ, where the next search for it starts; on the class, so older checkpoints load
+
     def __init__(self, layers: list[nn.Module], loss_weight: float, learning_rate: float):
         self.layers, self.loss_weight, self.learning_rate = layers, loss_weight, learning_rate
         self.sizes = torch.tensor([float(layer.dense_weight.numel()) for layer in layers])
         self.total = self.sizes.sum()
         self.relative = torch.zeros(len(layers), requires_grad=True)  # r_l = T_l / std(w_l) under the Gaussian model
-        self.shift = 0.0  # the last correction δ, where the next search for it starts
         device = layers[0].dense_weight.device
         self.values = torch.zeros(len(layers), device=device)
         self.scales = torch.ones(len(layers), device=device)
@@ -322,6 +323,7 @@ class Feather(Technique):
     name = "feather"
     claims = frozenset({"weights"})
     stage = 20
+    _counted: list[int] | None = None  # the kept counts ``_densities`` was made from; on the class, so older checkpoints load
 
     def __init__(
         self,
@@ -353,7 +355,6 @@ class Feather(Technique):
         self.layers: list[nn.Module] = []
         self.target_step = 1
         self.finished = False
-        self._counted: list[int] | None = None  # the kept counts that ``_densities`` was made from
 
     def prepare(self, model, run: Run):
         self.layers = prunable_layers(model)

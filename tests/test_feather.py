@@ -135,6 +135,17 @@ def test_the_run_ends_truly_sparse_at_the_reported_sparsity():
     assert {id(p) for p in training.optimizer.param_groups[0]["params"]} == {id(p) for p in training.model.parameters()}
 
 
+def test_a_checkpoint_written_before_the_solver_kept_its_shift_still_resumes(tmp_path):
+    technique = feather(sparsity=0.9, target_fraction=0.5, backbone="asl")
+    training = make_training(technique, steps=40, eval_every=20, model="wide")
+    next(training.evaluations())
+    del technique.thresholds.shift, technique._counted  # what an earlier release's checkpoint lacks
+    training.save(tmp_path / "old.pt")
+    resumed = make_training(feather(sparsity=0.9, target_fraction=0.5, backbone="asl"), steps=40, eval_every=20, model="wide")
+    resumed.load(tmp_path / "old.pt")
+    assert run_to_end(resumed)[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+
+
 def test_the_densities_mapping_is_new_exactly_when_a_kept_count_changes():
     technique = feather(sparsity=0.9, target_fraction=0.25)
     training = make_training(technique, steps=80, model="wide")
