@@ -59,7 +59,10 @@ def run_search(
             num_samples=search.settings["num_trials"] * search.settings["repeats"],
             max_concurrent_trials=_concurrency(search, resources),
             time_budget_s=search.settings["time_budget_s"],
-            reuse_actors=True,
+            # Workers are reused only on a Ray started here, one node that lives and dies with the search.
+            # On a cluster each trial starts its own: Ray Tune 2.60 errors a trial for good, whatever
+            # ``retries`` says, when its node dies while a reused worker is being reset for it.
+            reuse_actors=started_here,
         ),
         run_config=_run_config(search, results_dir, storage),
     )
