@@ -22,9 +22,12 @@ under; they are multiplied out when the densities or the structure change,
 at window edges and when ``progress`` is read. A technique that returns the
 same mapping object again thus costs one identity check per step, and must
 return a new mapping, not change values in place, when its densities change.
-The step's loss goes into a running sum on the device, read only at an
-evaluation: keeping each step's loss to sum there would save that add but,
-on a CPU, cost the allocator more than it saves (measured with callgrind).
+The step's loss goes into a running sum read at an evaluation. On an
+accelerator the sum stays on the device, so that no step waits for it. On a
+CPU there is nothing to wait for, and a Python float is the cheaper sum: in
+the loop a tensor add cost a small model's step some 6 µs (2.8 %), reading
+the loss well under one (``benchmarks/trainable_overhead.py``). Keeping each
+step's loss to sum later costs the allocator more than either (callgrind).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class Training:
         self.short_windows = 0  # windows shorter than the meter's update period: their energy is coarse
         self.idle_power_w = meter.idle_watts()
         self._uncharged = [0.0, 0.0]
+        self._loss_on_host = self.device.type == "cpu"
         self._reset_window_loss()
 
     # --- the Run interface for techniques ---
@@ -160,7 +164,7 @@ class Training:
                 loss = self._loss(inputs, targets)
                 loss.backward()
             technique.after_backward(self)
-            self._window_loss += loss.detach()
+            self._window_loss += loss.item() if self._loss_on_host else loss.detach()
             self._window_batches += 1
             self.kept_steps += 1
             densities = technique.layer_densities(self)
@@ -279,7 +283,7 @@ class Training:
         return self.meter.joules(), time.perf_counter()
 
     def _reset_window_loss(self) -> None:
-        self._window_loss = torch.zeros((), device=self.device)
+        self._window_loss = 0.0 if self._loss_on_host else torch.zeros((), device=self.device)
         self._window_batches = 0
 
     # --- checkpoints ---
