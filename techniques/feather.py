@@ -76,22 +76,25 @@ def shrink_factors(magnitudes: torch.Tensor, parts: list[torch.Tensor], threshol
 
     ``parts`` are views of ``magnitudes``, one per layer, and ``thresholds``
     their thresholds. Where |w| <= T the ratio T/|w| is clamped to 1, so the
-    factor is exactly 0 and no separate mask is needed. The powers run part
-    by part: ATen rounds a power differently in its vectorised loop and in
-    the loop's scalar tail, so a power over the concatenation would move a
-    few weights by one bit against a power per layer, and with them the
-    whole run.
+    factor is exactly 0 and no separate mask is needed.
     """
     magnitudes.clamp_min_(torch.finfo(magnitudes.dtype).tiny)
     for part, threshold in zip(parts, thresholds):
         torch.div(threshold, part, out=part)
     magnitudes.clamp_(max=1.0)
-    for part in parts:
-        part.pow_(power)
+    magnitudes.pow_(power)
     magnitudes.neg_().add_(1.0)
-    for part in parts:
-        part.pow_(1.0 / power)
-    return magnitudes
+    return magnitudes.pow_(1.0 / power)
+
+
+def padded(count: int) -> int:
+    """``count`` rounded up to a whole number of ATen's unrolled vector loops, on any CPU.
+
+    ATen rounds a power differently in its vectorised loop and in the loop's
+    scalar tail. Over a length with no tail every element is rounded alike
+    wherever it sits, so powers of all weights and of the kept ones alone agree.
+    """
+    return -(-count // 64) * 64
 
 
 class FlatWeights:
@@ -103,11 +106,12 @@ class FlatWeights:
     some 5-8 µs, far more than its arithmetic, so the global quantile and
     the steps of P_T that need no per-layer value run once over the buffer.
     On a CPU, NumPy does the selection (introselect, about 8x faster than
-    ``kthvalue``), the counting and the comparisons; elsewhere tensor ops
-    do, without waiting for the device. The buffers are reused from step to
-    step (a large model's would otherwise be fresh pages every step) and
-    rebuilt after unpickling; only the pruned mask, which the next backward
-    pass reads, is pickled.
+    ``kthvalue``), the counting and the comparisons, and P_T's powers are
+    taken of the kept weights only; elsewhere tensor ops do all of it over
+    every weight, without waiting for the device. The buffers are reused
+    from step to step (a large model's would otherwise be fresh pages every
+    step) and rebuilt after unpickling; only the pruned mask, which the next
+    backward pass reads, is pickled.
     """
 
     def __init__(self, layers: list[nn.Module]):
@@ -126,7 +130,9 @@ class FlatWeights:
     def _build(self) -> None:
         """The buffers and views that are not pickled, on first use and after unpickling."""
         self._dense = [layer.dense_weight for layer in self.layers]
-        self.magnitudes = torch.empty(self.bounds[-1], dtype=self._dense[0].dtype, device=self._dense[0].device)
+        dtype, device, total = self._dense[0].dtype, self._dense[0].device, self.bounds[-1]
+        self._padded = torch.ones(padded(total), dtype=dtype, device=device)  # the tail stays finite
+        self.magnitudes = self._padded[:total]
         self._parts = self.magnitudes.split(self.sizes)
         self._layer_parts = self.views(self.magnitudes)
         self._pruned_parts = None if self.pruned is None else self.views(self.pruned)
@@ -134,6 +140,7 @@ class FlatWeights:
             above = torch.empty_like(self.magnitudes, dtype=torch.bool)
             self._above_parts = self.views(above)
             self._numpy = self.magnitudes.numpy(), above.numpy()
+            self._kept_values = torch.empty_like(self._padded)
 
     @property
     def on_cpu(self) -> bool:
@@ -196,13 +203,38 @@ class FlatWeights:
         if math.isinf(power):
             factors = masks
         else:
-            shrink_factors(self.magnitudes, self._parts, thresholds, power)
+            if self.on_cpu:
+                self._shrink_kept(thresholds, kept, power)
+            else:
+                shrink_factors(self._padded, self._parts, thresholds, power)
             factors = self._layer_parts
         for layer, weight, factor in zip(self.layers, self._dense, factors):
             if layer.weight.stride() != weight.stride():  # the model went channels-last: P_T follows its layout
                 layer.weight = torch.empty_like(weight).requires_grad_()
             torch.mul(weight, factor, out=layer.weight)
         return kept
+
+    def _shrink_kept(self, thresholds: list[torch.Tensor], kept: list[int], power: float) -> None:
+        """``shrink_factors`` on a CPU, over the kept weights alone: a pruned weight's factor is 0
+        whatever its |w|, and at high sparsity the kept ones are few. Each kept factor comes from
+        the same correctly rounded operations, and powers over a tail-free length (``padded``), so
+        the factors agree bit for bit. Reads ``above`` as ``write_thresholded`` leaves it.
+        """
+        magnitudes, above = self._numpy
+        positions = np.flatnonzero(above)
+        values = self._kept_values[: padded(len(positions))]
+        ratios = values.numpy()
+        np.take(magnitudes, positions, out=ratios[: len(positions)])
+        ratios[len(positions) :] = 1.0
+        start = 0
+        for threshold, count in zip(thresholds, kept):  # |w| > T, so T/|w| <= 1 needs no clamp
+            np.divide(threshold.numpy(), ratios[start : start + count], out=ratios[start : start + count])
+            start += count
+        values.pow_(power)
+        np.subtract(1.0, ratios, out=ratios)
+        values.pow_(1.0 / power)
+        magnitudes.fill(0.0)
+        magnitudes[positions] = ratios[: len(positions)]
 
 
 def solve_shift(relative: list[float], sizes: list[int], sparsity: float, start: float) -> float:
