@@ -316,8 +316,10 @@ class AdaptiveSparsityLoss:
     @torch.no_grad()
     def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
         """The threshold of each layer for the weights' |w|."""
-        self.shift = solve_shift(self.relative.tolist(), weights.sizes, sparsity, start=self.shift)
-        corrected = self.estimated_sparsities(self.relative + self.shift).tolist()
+        relative = self.relative.tolist()
+        self.shift = solve_shift(relative, weights.sizes, sparsity, start=self.shift)
+        # In the solver's float64, so the counts add up to the sparsity it solved for, without four tiny tensor ops.
+        corrected = [math.erf(max(r + self.shift, 0.0) / SQRT2) for r in relative]
         counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
         if weights.on_cpu:  # written in place through NumPy, no tensor op
             self.values.numpy()[:] = [weights.kth_smallest(count, index) if count > 0 else 0.0 for index, count in enumerate(counts)]
