@@ -78,6 +78,22 @@ class RandomImages(Task):
         return {"test_loss": 0.0}
 
 
+def setups(steps: int) -> dict[str, tuple[str, Task, str, TrainSettings]]:
+    """Each setup's label, task, model and settings for runs of ``steps`` steps; the MLP's, far shorter, 25 times as many."""
+    student = create_task("teacher_student")
+    return {
+        "mlp": ("teacher-student MLP 100:100:10", student, "wide", student.defaults.override({"steps": 25 * steps, "eval_every": 25 * steps})),
+        "resnet20": (
+            "ResNet-20, 32x32 images, batch 64", RandomImages(), "resnet20",
+            TrainSettings(lr=0.1, momentum=0.9, batch_size=64, steps=steps, eval_every=steps),
+        ),
+        "vgg11": (
+            "VGG-11, 16x16 images, batch 32", RandomImages(size=16), "vgg11",
+            TrainSettings(lr=0.01, momentum=0.9, batch_size=32, steps=steps, eval_every=steps),
+        ),
+    }
+
+
 def run(task: Task, model: str, settings: TrainSettings, variant: str, seed: int, device: str) -> dict:
     names, params = VARIANTS[variant]
     technique = techniques.create(names or ["baseline"], params)
@@ -103,19 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     variants = ["dense"] + [variant for variant in args.variants if variant != "dense"]
     torch.set_num_threads(1)
-    student = create_task("teacher_student")
-    setups = {
-        "mlp": ("teacher-student MLP 100:100:10", student, "wide", student.defaults.override({"steps": 25 * args.steps, "eval_every": 25 * args.steps})),
-        "resnet20": (
-            "ResNet-20, 32x32 images, batch 64", RandomImages(), "resnet20",
-            TrainSettings(lr=0.1, momentum=0.9, batch_size=64, steps=args.steps, eval_every=args.steps),
-        ),
-        "vgg11": (
-            "VGG-11, 16x16 images, batch 32", RandomImages(size=16), "vgg11",
-            TrainSettings(lr=0.01, momentum=0.9, batch_size=32, steps=args.steps, eval_every=args.steps),
-        ),
-    }
-    for label, task, model, settings in (setups[name] for name in args.setups):
+    for label, task, model, settings in (setups(args.steps)[name] for name in args.setups):
         runs: dict[str, list[dict]] = {variant: [] for variant in variants}
         for round_index in range(args.rounds):
             for variant in variants:

@@ -1,0 +1,108 @@
+"""Where a technique's training step spends its time, by ``torch.profiler``, in greentune's own loop.
+
+``sparse_step_time.py`` says how much slower a technique's step is than a
+dense one; this says why. It runs one of that script's setups and
+variants (same models, data, technique parameters and run length), with
+each technique hook marked by ``torch.profiler.record_function``, and
+profiles every step after a few unprofiled ones (the first counts FLOPs).
+It prints, per hook, its CPU time per step and how much of it ran in ATen
+ops; the rest of a hook's time is Python and NumPy, which the profiler
+does not see inside. Then the ATen ops that cost the most, all step long.
+
+The profiler records every op, which adds a few microseconds to each: the
+times are inflated, most for a small model's many small ops, so read the
+shares, not the absolute figures, and take ratios from ``sparse_step_time.py``.
+
+    python benchmarks/step_profile.py [--setup mlp] [--variant feather] [--steps 40] [--warmup 5] [--rows 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+import techniques
+from sparse_step_time import VARIANTS, setups
+from trainables.energy import open_meter
+from trainables.loop import Training
+
+HOOKS = ("keep_batch", "extra_loss", "after_backward", "layer_densities", "after_step", "on_epoch_end")
+STEP = "training step"
+
+
+@dataclass
+class HookTime:
+    calls: int
+    total_us: float  # per profiled step, with the ops it ran
+    aten_us: float  # per profiled step, in the ATen ops it ran
+
+
+def mark_hooks(technique: techniques.Technique) -> None:
+    """Wrap each hook of this technique object in a profiler range named after it."""
+    for name in HOOKS:
+        hook = getattr(technique, name)
+
+        def marked(*args, _hook=hook, _label=f"hook {name}", **kwargs):
+            with record_function(_label):
+                return _hook(*args, **kwargs)
+
+        setattr(technique, name, marked)
+
+
+def profile_steps(setup: str, variant: str, steps: int, warmup: int, device: str) -> tuple[float, dict[str, HookTime], profile]:
+    """Microseconds per profiled step, each hook's time in them, and the profile itself.
+
+    ``steps`` as in ``sparse_step_time.py``: the run's length, 25 times as many for the MLP.
+    """
+    label, task, model, settings = setups(steps)[setup]
+    names, params = VARIANTS[variant]
+    technique = techniques.create(names or ["baseline"], params)
+    mark_hooks(technique)
+    training = Training(task, technique, settings, model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
+    training.model.train()
+    for _ in range(warmup):
+        training._train_step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    profiled = training.total_steps - warmup
+    with profile(activities=activities) as profiler:
+        for _ in range(profiled):
+            with record_function(STEP):
+                training._train_step()
+    events = {event.key: event for event in profiler.key_averages()}
+    hooks = {
+        key.removeprefix("hook "): HookTime(
+            calls=event.count,
+            total_us=event.cpu_time_total / profiled,
+            aten_us=(event.cpu_time_total - event.self_cpu_time_total) / profiled,
+        )
+        for key, event in events.items()
+        if key.startswith("hook ")
+    }
+    return events[STEP].cpu_time_total / profiled, hooks, profiler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", choices=("mlp", "resnet20", "vgg11"), default="mlp")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="feather")
+    parser.add_argument("--steps", type=int, default=40, help="the run's steps (ResNet, VGG); the MLP runs 25x as many")
+    parser.add_argument("--warmup", type=int, default=5, help="steps trained before profiling the rest")
+    parser.add_argument("--rows", type=int, default=15, help="ATen ops listed")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    step_us, hooks, profiler = profile_steps(args.setup, args.variant, args.steps, args.warmup, args.device)
+    print(f"{args.variant} on {args.setup}: every step after the first {args.warmup}, device {args.device}; "
+          f"a step takes {step_us:.0f} µs under the profiler")
+    print(f"{'hook':>16} {'calls':>6} {'µs / step':>10} {'of the step':>12} {'in ATen ops':>12}")
+    for name, time in sorted(hooks.items(), key=lambda item: -item[1].total_us):
+        print(f"{name:>16} {time.calls:>6} {time.total_us:>10.1f} {time.total_us / step_us:>12.1%} {time.aten_us:>12.1f}")
+    print()
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()

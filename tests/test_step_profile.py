@@ -1,0 +1,35 @@
+"""The step profiler attributes each profiled step's time to the technique hooks that spent it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def step_profile():
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling sparse_step_time, as when run as a script
+    try:
+        yield importlib.import_module("step_profile")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_every_profiled_step_runs_each_hook_once_and_the_hooks_fit_in_the_step(step_profile):
+    step_us, hooks, _ = step_profile.profile_steps("mlp", "feather", steps=2, warmup=5, device="cpu")  # 50 steps
+    for name in ("keep_batch", "extra_loss", "after_backward", "layer_densities", "after_step"):
+        assert hooks[name].calls == 45, name
+    assert hooks["on_epoch_end"].calls == 5  # an epoch is 10 batches: after steps 10, 20, 30, 40 and 50
+    assert 0 < hooks["after_step"].aten_us < hooks["after_step"].total_us  # P_T's powers are ATen ops, its selection NumPy
+    assert sum(hook.total_us for hook in hooks.values()) < step_us
+
+
+def test_the_baseline_hooks_run_no_op(step_profile):
+    _, hooks, _ = step_profile.profile_steps("mlp", "dense", steps=1, warmup=1, device="cpu")
+    assert all(hook.aten_us == 0 for hook in hooks.values())
+    assert hooks["after_step"].calls == 24
