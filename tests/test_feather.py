@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import techniques
-from techniques.feather import Feather, FlatWeights, solve_shift, threshold_weights
+from techniques.feather import Feather, FlatWeights, SparsityLoss, solve_shift, threshold_weights
 
 from helpers import make_training, run_to_end
 
@@ -108,6 +108,21 @@ def test_asl_correction_makes_the_weighted_mean_sparsity_exact_from_any_previous
     shift = solve_shift(relative, sizes, sparsity, start)
     mean = sum(size * math.erf(max(r + shift, 0.0) / math.sqrt(2)) for r, size in zip(relative, sizes)) / sum(sizes)
     assert mean == pytest.approx(sparsity, abs=1e-9)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.97])
+def test_asl_sparsity_loss_has_the_value_and_gradient_of_its_formula(sparsity):
+    relative = torch.tensor([-0.4, 0.0, 0.3, 1.2, 2.5], requires_grad=True)
+    sizes = [30.0, 1000.0, 250.0, 4.0, 800.0]
+    loss = SparsityLoss.apply(relative, sizes, sparsity, 10.0)
+    (2 * loss).backward()  # the backward pass scales by the gradient it receives
+    reference = relative.detach().double().requires_grad_()
+    mean = (torch.erf(reference.clamp_min(0.0) / math.sqrt(2)) * torch.tensor(sizes, dtype=torch.float64)).sum() / sum(sizes)
+    expected = 10.0 * (mean - sparsity) ** 2
+    expected.backward()
+    assert loss.detach().item() == pytest.approx(expected.detach().item(), rel=1e-6, abs=1e-12)
+    torch.testing.assert_close(relative.grad, 2 * reference.grad.float())
+    assert relative.grad[0] == 0 and relative.grad[1] == 0  # no gradient at or below zero, as clamp's
 
 
 def test_writing_back_keeps_the_function_and_leaves_plain_sparse_parameters():

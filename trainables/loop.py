@@ -164,7 +164,7 @@ class Training:
                 loss = self._loss(inputs, targets)
                 loss.backward()
             technique.after_backward(self)
-            self._window_loss += loss.item() if self._loss_on_host else loss.detach()
+            self._window_loss += loss.detach().item() if self._loss_on_host else loss.detach()
             self._window_batches += 1
             self.kept_steps += 1
             densities = technique.layer_densities(self)
