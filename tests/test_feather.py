@@ -308,3 +308,19 @@ def test_auto_theta_follows_the_papers_step_function(sparsity, theta):
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(ValueError, match=message):
         feather(**params)
+
+
+def test_a_compiled_forward_sees_each_steps_new_thresholded_weights():
+    """P_T is a plain tensor attribute, rewritten in place every step: torch.compile must read it, not bake it in."""
+
+    def trained(**train) -> Feather:
+        technique = feather(sparsity=0.8, target_fraction=0.5)
+        training = make_training(technique, steps=20, model="wide", **train)
+        for _ in range(12):
+            training._train_step()
+        return technique
+
+    compiled, eager = trained(compile=True), trained()
+    for ours, theirs in zip(compiled.layers, eager.layers):
+        torch.testing.assert_close(ours.dense_weight, theirs.dense_weight, rtol=1e-4, atol=1e-6)
+        assert torch.equal(ours.weight == 0, theirs.weight == 0)

@@ -341,3 +341,22 @@ def test_the_step_schedule_matches_multisteplr_at_epoch_milestones():
 def test_a_bad_schedule_is_a_one_line_error(train, message):
     with pytest.raises(ValueError, match=message):
         make_training(None, **train)
+
+
+def test_compiled_training_steps_run_torch_compile_and_train_as_the_eager_ones_do():
+    from torch._dynamo.utils import counters
+
+    eager, compiled = make_training(steps=12, eval_every=6), make_training(steps=12, eval_every=6, compile=True)
+    frames = counters["frames"]["ok"]
+    eager_history, compiled_history = run_to_end(eager), run_to_end(compiled)
+    assert counters["frames"]["ok"] > frames, "the training steps ran through torch.compile"
+    assert compiled._compiled[0] is compiled.model
+    for ours, theirs in zip(compiled.model.parameters(), eager.model.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    assert [m["loss"] for m in compiled_history] == pytest.approx([m["loss"] for m in eager_history], rel=1e-4)
+    assert compiled_history[-1]["flops"] == eager_history[-1]["flops"]  # counted on the model itself
+
+
+def test_compile_must_be_true_or_false():
+    with pytest.raises(ValueError, match="train.compile must be true or false"):
+        make_training(compile="yes")

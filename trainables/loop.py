@@ -74,6 +74,7 @@ class Training:
         self.task, self.technique, self.settings = task, technique, settings
         self.seed, self.meter, self.device = seed, meter, torch.device(device)
         self.loss_fn = task.loss_fn
+        self._compiled: tuple[nn.Module, Callable] | None = None  # (model, its torch.compile), made on first use
         self.memory = PeakMemory(self.device)  # from here on: data, model, optimizer, training
         # One context, entered around every forward pass (never nested), rather than one made per step.
         self._precision = (
@@ -195,22 +196,37 @@ class Training:
 
     def _counted_forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         start_joules, start_time = self._window_edge()
-        loss, self._step_flops = measure_step(self.model, lambda: self._loss(inputs, targets), len(inputs))
+        loss, self._step_flops = measure_step(self.model, lambda: self._loss(inputs, targets, self.model), len(inputs))
         end_joules, end_time = self._window_edge()
         self._uncharged[0] += end_joules - start_joules
         self._uncharged[1] += end_time - start_time
         return loss
 
-    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, model: Callable | None = None) -> torch.Tensor:
         if self.settings.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with self._precision:
-            outputs = self.model(inputs)
+            outputs = (model or self._training_forward())(inputs)
             loss = self.loss_fn(outputs, targets)
             extra = self.technique.extra_loss(self, outputs, targets)
             if extra is not None:
                 loss = loss + extra
         return loss
+
+    def _training_forward(self) -> Callable:
+        """The model, or with ``train.compile`` its ``torch.compile``, made again if the model was replaced.
+
+        Only training steps run compiled. The step that counts FLOPs runs the
+        model itself, since the counter must see every op, and so does
+        evaluation, which would otherwise compile a second graph for eval
+        mode. A technique that changes the model in place makes
+        ``torch.compile`` compile again (its guards check the modules).
+        """
+        if not self.settings.compile:
+            return self.model
+        if self._compiled is None or self._compiled[0] is not self.model:
+            self._compiled = (self.model, torch.compile(self.model))
+        return self._compiled[1]
 
     def _set_scheduled_lr(self) -> None:
         settings = self.settings

@@ -50,6 +50,7 @@ class TrainSettings:
     drop_last: bool = False
     precision: str = "fp32"  # or "bf16": forward passes under bf16 autocast (GPU runs)
     channels_last: bool = False  # 4-d weights and inputs in NHWC order (GPU convolutions)
+    compile: bool = False  # training forward passes through torch.compile: pays off over many steps of a large model
 
     def override(self, changes: Mapping[str, Any]) -> "TrainSettings":
         fields = {field.name for field in dataclasses.fields(self)}
@@ -61,8 +62,9 @@ class TrainSettings:
             raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {settings.optimizer!r}")
         if settings.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {settings.precision!r}")
-        if not isinstance(settings.channels_last, bool):
-            raise ValueError(f"train.channels_last must be true or false, got {settings.channels_last!r}")
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(settings, name), bool):
+                raise ValueError(f"train.{name} must be true or false, got {getattr(settings, name)!r}")
         if settings.schedule not in ("constant", "cosine", "step"):
             raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'step', got {settings.schedule!r}")
         milestones = settings.lr_milestones
