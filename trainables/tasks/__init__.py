@@ -50,7 +50,7 @@ class TrainSettings:
     drop_last: bool = False
     precision: str = "fp32"  # or "bf16": forward passes under bf16 autocast (GPU runs)
     channels_last: bool = False  # 4-d weights and inputs in NHWC order (GPU convolutions)
-    compile: bool = False  # training forward passes through torch.compile: pays off over many steps of a large model
+    compile: bool = False  # training forward passes through torch.compile, which pays on some models and not others
 
     def override(self, changes: Mapping[str, Any]) -> "TrainSettings":
         fields = {field.name for field in dataclasses.fields(self)}
