@@ -57,7 +57,7 @@ def profile_steps(setup: str, variant: str, steps: int, warmup: int, device: str
 
     ``steps`` as in ``sparse_step_time.py``: the run's length, 25 times as many for the MLP.
     """
-    label, task, model, settings = setups(steps)[setup]
+    _, task, model, settings = setups(steps)[setup]
     names, params = VARIANTS[variant]
     technique = techniques.create(names or ["baseline"], params)
     mark_hooks(technique)
