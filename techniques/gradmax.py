@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .base import Run
+from .probes import buffers_kept
 from .registry import register
 from .resizing import ScheduledResize
 from .space import Float, Int
@@ -145,7 +146,6 @@ def growth_matrices(run: Run, groups: Sequence[WidthGroup], batches: int) -> lis
     takes the gradients at those outputs without touching any ``.grad``.
     """
     model = run.model
-    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}  # BatchNorm statistics
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     handles = [model.get_submodule(group.producer).register_forward_hook(partial(_keep, seen, group.producer)) for group in groups]
     handles += [
@@ -153,22 +153,20 @@ def growth_matrices(run: Run, groups: Sequence[WidthGroup], batches: int) -> lis
     ]
     totals: list[torch.Tensor | None] = [None] * len(groups)
     try:
-        for _ in range(batches):
-            inputs, targets = run.sample_batch()
-            loss = run.loss_fn(model(inputs), targets)
-            consumers = [name for group in groups for name in group.consumers]
-            gradients = dict(zip(consumers, torch.autograd.grad(loss, [seen[name][1] for name in consumers])))
-            with torch.no_grad():
-                for index, group in enumerate(groups):
-                    matrix = _growth_matrix(model, group, seen, gradients)
-                    totals[index] = matrix if totals[index] is None else totals[index] + matrix
-            seen.clear()
+        with buffers_kept(model):  # BatchNorm statistics
+            for _ in range(batches):
+                inputs, targets = run.sample_batch()
+                loss = run.loss_fn(model(inputs), targets)
+                consumers = [name for group in groups for name in group.consumers]
+                gradients = dict(zip(consumers, torch.autograd.grad(loss, [seen[name][1] for name in consumers])))
+                with torch.no_grad():
+                    for index, group in enumerate(groups):
+                        matrix = _growth_matrix(model, group, seen, gradients)
+                        totals[index] = matrix if totals[index] is None else totals[index] + matrix
+                seen.clear()
     finally:
         for handle in handles:
             handle.remove()
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                buffer.copy_(buffers[name])
     return totals
 
 

@@ -37,6 +37,7 @@ import torch
 
 from .base import LayerDensity, Run, Technique
 from .masks import WeightMasks, balanced_mask, fan_in_uniform_, prunable_layers
+from .probes import buffers_kept
 from .redistribution_rules import (
     GlobalGradientGrowth,
     GradientGrowth,
@@ -172,18 +173,19 @@ class Redistribution(StaticSparse):
         OBS's update of the others) cost: the paper's induced loss.
         """
         inputs, targets = run.sample_batch()
-        before = self._loss(run, inputs, targets)
-        removed = self.removal.choose(self.masks, fraction)
-        for index, positions in enumerate(removed):
-            self.masks.drop(index, positions, run.optimizer)
-        signals = (
-            LayerSignals(run.model, self.masks.layers, inputs, targets, run.loss_fn) if self.growth.needs_signals else None
-        )
-        grown = self.growth.choose(self.masks, [len(positions) for positions in removed], signals, self.generator)
-        for index, positions in enumerate(grown):
-            self.masks.grow(index, positions, run.optimizer)
-        self._set_densities()
-        self.induced.append((before, self._loss(run, inputs, targets)))
+        with buffers_kept(run.model):  # these passes measure; BatchNorm statistics follow training alone
+            before = self._loss(run, inputs, targets)
+            removed = self.removal.choose(self.masks, fraction)
+            for index, positions in enumerate(removed):
+                self.masks.drop(index, positions, run.optimizer)
+            signals = (
+                LayerSignals(run.model, self.masks.layers, inputs, targets, run.loss_fn) if self.growth.needs_signals else None
+            )
+            grown = self.growth.choose(self.masks, [len(positions) for positions in removed], signals, self.generator)
+            for index, positions in enumerate(grown):
+                self.masks.grow(index, positions, run.optimizer)
+            self._set_densities()
+            self.induced.append((before, self._loss(run, inputs, targets)))
 
     @staticmethod
     @torch.no_grad()

@@ -58,6 +58,15 @@ def test_the_growth_matrix_maps_outgoing_weights_to_the_new_units_incoming_gradi
         torch.testing.assert_close(new_incoming_gradient, matrix @ outgoing.transpose(0, 1).flatten(), rtol=1e-4, atol=1e-6)
 
 
+def test_the_growth_matrices_leave_batchnorm_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), UnitSlopeReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    statistics = [buffer.clone() for buffer in model.buffers()]
+    groups = width_groups(model)
+    growth_matrices(statistics_run(model, torch.randn(4, 3, 8, 8), torch.randn(4, 3)), groups, batches=3)
+    assert all(torch.equal(buffer, saved) for buffer, saved in zip(model.buffers(), statistics))
+
+
 def test_gradmax_grows_on_schedule_to_the_target_width_and_keeps_the_function():
     training = make_training(gradmax(start=0.2, span=0.4, steps=3), model="small", steps=50, eval_every=50)
     assert sorted(training.technique.plan) == [10, 20, 30]

@@ -106,6 +106,22 @@ def test_new_weights_start_at_zero_with_zero_optimizer_state(name):
         assert torch.all(training.optimizer.state[layer.weight]["exp_avg"][new] == 0)
 
 
+@pytest.mark.parametrize("name", ["redr_random", "redr_gradient"])
+def test_measuring_a_redistribution_leaves_batchnorm_statistics_as_training_left_them(name):
+    def model():
+        return nn.Sequential(nn.Linear(100, 50), nn.BatchNorm1d(50), nn.ReLU(), nn.Linear(50, 10))
+
+    technique = techniques.create([name], {name: {"density": 0.3}})
+    training = make_training(technique, steps=20, eval_every=20, model=model)
+    run_to_end(training)
+    training.model.train()  # as in the training window, where redistributions happen
+    statistics = [buffer.clone() for buffer in training.model.buffers()]
+    count = len(technique.induced)
+    technique.redistribute(training, 0.5)  # three passes in train mode: loss before, layer signals, loss after
+    assert len(technique.induced) == count + 1
+    assert all(torch.equal(buffer, saved) for buffer, saved in zip(training.model.buffers(), statistics))
+
+
 def test_sherman_morrison_equals_the_direct_inverse_of_the_dampened_fisher():
     generator = torch.Generator().manual_seed(0)
     size, block, samples, dampening = 75, 34, 20, 1e-2  # the last block is partial
