@@ -24,8 +24,7 @@ import time
 
 import torch
 
-import techniques
-from sparse_step_time import VARIANTS, setups
+from sparse_step_time import VARIANTS, setups, variant_technique
 from trainables.energy import open_meter
 from trainables.loop import Training
 
@@ -48,8 +47,7 @@ def compare(setup: str, variant: str, blocks: int, block_steps: int, device: str
     settings = settings.override({"steps": 2 + blocks * block_steps, "eval_every": 10**9})
     runs = {}
     for compiled in (False, True):
-        names, params = VARIANTS[variant]
-        runs[compiled] = Training(task, techniques.create(names or ["baseline"], params), settings.override({"compile": compiled}),
+        runs[compiled] = Training(task, variant_technique(variant), settings.override({"compile": compiled}),
                                   model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
         runs[compiled].model.train()
         runs[compiled]._train_step()  # counts FLOPs, eager in both

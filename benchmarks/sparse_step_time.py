@@ -94,9 +94,14 @@ def setups(steps: int) -> dict[str, tuple[str, Task, str, TrainSettings]]:
     }
 
 
-def run(task: Task, model: str, settings: TrainSettings, variant: str, seed: int, device: str) -> dict:
+def variant_technique(variant: str) -> techniques.Technique:
+    """A fresh technique object for one of ``VARIANTS`` (the baseline for ``dense``)."""
     names, params = VARIANTS[variant]
-    technique = techniques.create(names or ["baseline"], params)
+    return techniques.create(names or ["baseline"], params)
+
+
+def run(task: Task, model: str, settings: TrainSettings, variant: str, seed: int, device: str) -> dict:
+    technique = variant_technique(variant)
     meter = open_meter(device == "cuda")
     training = Training(task, technique, settings, model=model, seed=seed, meter=meter, device=device)
     *_, metrics = training.evaluations()

@@ -25,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import techniques
-from sparse_step_time import VARIANTS, setups
+from sparse_step_time import VARIANTS, setups, variant_technique
 from trainables.energy import open_meter
 from trainables.loop import Training
 
@@ -58,8 +58,7 @@ def profile_steps(setup: str, variant: str, steps: int, warmup: int, device: str
     ``steps`` as in ``sparse_step_time.py``: the run's length, 25 times as many for the MLP.
     """
     _, task, model, settings = setups(steps)[setup]
-    names, params = VARIANTS[variant]
-    technique = techniques.create(names or ["baseline"], params)
+    technique = variant_technique(variant)
     mark_hooks(technique)
     training = Training(task, technique, settings, model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
     training.model.train()
