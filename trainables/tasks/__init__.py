@@ -62,7 +62,7 @@ class TrainSettings:
             raise ValueError(f"train.optimizer must be 'sgd' or 'adam', got {settings.optimizer!r}")
         if settings.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {settings.precision!r}")
-        for name in ("channels_last", "compile"):
+        for name in ("channels_last", "compile", "drop_last"):
             if not isinstance(getattr(settings, name), bool):
                 raise ValueError(f"train.{name} must be true or false, got {getattr(settings, name)!r}")
         if settings.schedule not in ("constant", "cosine", "step"):
@@ -84,8 +84,6 @@ class TrainSettings:
         for name in ("momentum", "weight_decay", "lr_gamma"):
             if not is_number(getattr(settings, name)) or getattr(settings, name) < 0:
                 raise ValueError(f"train.{name} must be a number >= 0, got {getattr(settings, name)!r}")
-        if not isinstance(settings.drop_last, bool):
-            raise ValueError(f"train.drop_last must be true or false, got {settings.drop_last!r}")
         return settings
 
 
