@@ -237,6 +237,11 @@ class FlatWeights:
         magnitudes[positions] = ratios[: len(positions)]
 
 
+def estimated_sparsity(relative: float) -> float:
+    """erf(max(r, 0)/√2): a zero-mean Gaussian layer's fraction of weights below r standard deviations."""
+    return math.erf(max(relative, 0.0) / SQRT2)
+
+
 def solve_shift(relative: list[float], sizes: list[int], sparsity: float, start: float) -> float:
     """The shift δ that makes the size-weighted mean of erf(max(r + δ, 0)/√2) the scheduled sparsity.
 
@@ -296,10 +301,9 @@ class GlobalThreshold:
 
 
 class SparsityLoss(torch.autograd.Function):
-    """ASL+'s sparsity loss λ(m − s)², m the size-weighted mean of the layers' estimates erf(max(r, 0)/√2).
+    """ASL+'s sparsity loss λ(m − s)², m the size-weighted mean of the layers' ``estimated_sparsity``.
 
-    erf(r/√2) is a zero-mean Gaussian layer's fraction of weights below r
-    standard deviations. Value and gradient are worked out on Python floats:
+    Value and gradient are worked out on Python floats:
     ∂/∂r_l = 2λ(m − s)·(n_l/N)·√(2/π)·exp(−r_l²/2) where r_l > 0, else 0,
     as clamp's gradient is. As tensor ops, the same maths took eight tiny
     ops forward and as many backward, every step.
@@ -308,7 +312,7 @@ class SparsityLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, relative: torch.Tensor, sizes: list[float], sparsity: float, weight: float) -> torch.Tensor:
         values, total = relative.tolist(), sum(sizes)
-        error = sum(size * math.erf(max(r, 0.0) / SQRT2) for r, size in zip(values, sizes)) / total - sparsity
+        error = sum(size * estimated_sparsity(r) for r, size in zip(values, sizes)) / total - sparsity
         scale = 2.0 * weight * error * GAUSSIAN_DENSITY / total
         ctx.gradient = [scale * size * math.exp(-0.5 * r * r) if r > 0.0 else 0.0 for r, size in zip(values, sizes)]
         return relative.new_tensor(weight * error * error)
@@ -337,7 +341,7 @@ class AdaptiveSparsityLoss:
         relative = self.relative.tolist()
         self.shift = solve_shift(relative, weights.sizes, sparsity, start=self.shift)
         # In the solver's float64, so the counts add up to the sparsity it solved for, without four tiny tensor ops.
-        corrected = [math.erf(max(r + self.shift, 0.0) / SQRT2) for r in relative]
+        corrected = [estimated_sparsity(r + self.shift) for r in relative]
         counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
         if weights.on_cpu:  # written in place through NumPy, no tensor op
             self.values.numpy()[:] = [weights.kth_smallest(count, index) if count > 0 else 0.0 for index, count in enumerate(counts)]
