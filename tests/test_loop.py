@@ -360,3 +360,22 @@ def test_compiled_training_steps_run_torch_compile_and_train_as_the_eager_ones_d
 def test_compile_must_be_true_or_false():
     with pytest.raises(ValueError, match="train.compile must be true or false"):
         make_training(compile="yes")
+
+
+def test_a_compile_that_cannot_build_is_one_line_naming_the_fix(monkeypatch):
+    """A machine without a working C++ compiler: the trial says so and how to go on, not Inductor's traceback."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    from trainables.loop import CompileFailed
+
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/no/such/c++"))
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)  # a cached build would need no compiler
+    torch._dynamo.reset()
+    training = make_training(steps=4, eval_every=2, compile=True)
+    try:
+        with pytest.raises(CompileFailed, match=r"^train.compile: torch.compile failed \(InvalidCxxCompiler.*set train: \{compile: false\}$") as caught:
+            run_to_end(training)
+    finally:
+        torch._dynamo.reset()  # no half-built frame left for the tests after this one
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -54,6 +54,10 @@ class TrainingDiverged(RuntimeError):
     """The training loss stopped being a finite number."""
 
 
+class CompileFailed(RuntimeError):
+    """``train.compile`` is on and ``torch.compile`` could not build the step on this machine."""
+
+
 class Training:
     """One trial's training, resumable from ``save``/``load`` checkpoints.
 
@@ -146,8 +150,14 @@ class Training:
         self.model.train()
         self._uncharged = [0.0, 0.0]  # joules and seconds of FLOP counting inside this window
         start_joules, start_time = self._window_edge()
-        while self.step < until:
-            self._train_step()
+        try:
+            while self.step < until:
+                self._train_step()
+        except torch._dynamo.exc.BackendCompilerFailed as error:  # only with train.compile, at its first step
+            raise CompileFailed(
+                f"train.compile: torch.compile failed ({str(error).splitlines()[0]}); install what it needs "
+                "(a C++ compiler on a CPU, Triton on a GPU) or set train: {compile: false}"
+            ) from None
         self._charge_flops()
         end_joules, end_time = self._window_edge()
         self.totals["energy_j"] += end_joules - start_joules - self._uncharged[0]
