@@ -8,6 +8,7 @@ needs nothing from ``search``. It imports neither Ray nor torch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ SEARCH_RECORD = "search.yaml"
 RESULT_FILES = (*RESULTS_FILES, HISTORY_FILE, SEARCH_RECORD)  # what a search writes, and copies to its storage
 TUNE_DIR = "tune"  # Ray Tune's experiment, for resuming
 MODEL_FILE = "model.pt"  # the exported network, in a finished trial's final checkpoint
+COLOUR_CODES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the worker's name in its error text
 
 
 def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -36,7 +38,7 @@ def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
             "seed": config.get("seed"),
             "repeat_group": config.get("repeat_group"),
             "status": _status(result, metrics),
-            "error": str(result.error).splitlines()[0] if result.error else None,
+            "error": error_line(result.error) if result.error else None,
             "model_file": _exported_model(result, metrics),
         }
         row.update({f"config/{key}": value for key, value in _flatten(config).items()})
@@ -47,6 +49,19 @@ def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
     results = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return results, history
+
+
+def error_line(error: object) -> str:
+    """A failed trial's own exception, ``Type: message``, from Ray's error or the text of its error.txt.
+
+    Ray's text opens with the worker's name and process id and then runs
+    through the traceback, whose lines are indented; the exception's own
+    line(s) follow the last of them. ``Failure # N`` headers are dropped.
+    """
+    lines = [COLOUR_CODES.sub("", line).rstrip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line.strip() and not line.startswith("Failure # ")]
+    last_indented = max((index for index, line in enumerate(lines) if line[0].isspace()), default=-1)
+    return " ".join(lines[last_indented + 1 :] or lines[-1:]) or "failed"
 
 
 def _exported_model(result, metrics: Mapping[str, Any]) -> str | None:

@@ -208,7 +208,7 @@ def _read_trial_dirs(trial_dirs: list[Path], problems: list[str]) -> tuple[pd.Da
             except ValueError:
                 partial += 1  # a report still being written, or cut off by a copy
         error_file = directory / "error.txt"
-        error = _ray_error(error_file.read_text(errors="replace")) if error_file.exists() else None
+        error = (error_file.read_text(errors="replace") or "failed") if error_file.exists() else None
         metrics = dict(reports[-1]) if reports else {"trial_id": _trial_id(directory)}
         history = pd.json_normalize(reports, sep="/") if reports else pd.DataFrame()
         checkpoints = sorted(directory.glob("checkpoint_*"))
@@ -222,12 +222,6 @@ def _read_trial_dirs(trial_dirs: list[Path], problems: list[str]) -> tuple[pd.Da
     if silent:
         problems.append(f"{silent} trial(s) have not reported yet")
     return tables(folders)
-
-
-def _ray_error(text: str) -> str:
-    """The message of Ray's error.txt, without its ``Failure # N`` header lines."""
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Failure # ")]
-    return "\n".join(lines) or "failed"
 
 
 def _trial_id(directory: Path) -> str:

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from ray.tune import Callback, Stopper
 
-from analysis.layout import RESULT_FILES, TUNE_DIR, storable, tables
+from analysis.layout import RESULT_FILES, TUNE_DIR, error_line, storable, tables
 from trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
@@ -331,7 +331,9 @@ class TrialLines(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished.append({})
-        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed; see {trial.local_path}", flush=True)
+        error = trial.get_error()  # Ray has written it by now
+        reason = f" ({error_line(error)})" if error else ""
+        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{reason}; see {trial.local_path}", flush=True)
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last_status < self.every_s:

@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+import analysis
+from analysis.layout import RESULTS_FILES
 from search.cli import main
 
 from helpers import in_process
@@ -48,6 +50,16 @@ class GradientClipping(Technique):
 
     def metrics(self, run):
         return {"clipped_fraction": self.clipped / max(1, self.backwards)}
+
+
+class Crashing(Technique):
+    """Fails inside the Ray worker, after the trial has started: the search must record why and go on."""
+
+    name = "crashing"
+
+    def after_backward(self, run):
+        if run.step == 3:
+            raise RuntimeError("demo crash at step 3; fix the plug-in")
 
 
 class NotATechnique:
@@ -92,19 +104,30 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
         "approaches": {
             "by-path": {"techniques": ["demo_clipping:GradientClipping"],
                         "params": {"demo_clipping:GradientClipping": {"max_norm": 0.02}}},
+            "crashing": {"techniques": ["demo_clipping:Crashing"]},
         },
         "techniques": ["gradient_clipping"],  # one approach per listed technique, the entry point's among them
-        "evaluate_first": ["by-path", "gradient_clipping"],
+        "evaluate_first": ["crashing", "by-path", "gradient_clipping"],
         "searcher": "random",
-        "num_trials": 3,
+        "num_trials": 4,
         "max_concurrent": 1,
     }
     config = tmp_path / "plugin.yaml"
     config.write_text(yaml.safe_dump(search))
     result = greentune(plugin, "run", "--config", config, "--results", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = pd.read_parquet(tmp_path / "out" / "results.parquet")
-    assert len(trials) == 3 and (trials["status"] == "finished").all()
+    all_trials = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    # A trial that fails in its worker: its own exception, on the console and in the table; the search goes on.
+    crashed = all_trials.loc[all_trials["approach"] == "crashing"]
+    message = "RuntimeError: demo crash at step 3; fix the plug-in"
+    assert len(crashed) and (crashed["status"] == "error").all() and (crashed["error"] == message).all()
+    assert result.stdout.count(f"crashing: failed ({message}); see ") == len(crashed)
+    for name in RESULTS_FILES:  # as while a search runs: the table rebuilt from Ray's trial folders (error.txt)
+        (tmp_path / "out" / name).unlink()
+    rebuilt = analysis.load(tmp_path / "out")
+    assert (rebuilt.loc[rebuilt["approach"] == "crashing", "error"] == message).sum() == len(crashed)
+    trials = all_trials.loc[all_trials["approach"] != "crashing"]
+    assert len(trials) == 4 - len(crashed) and (trials["status"] == "finished").all()
     assert set(trials["approach"]) == {"by-path", "gradient_clipping"}
     sampled = trials.loc[trials["approach"] == "gradient_clipping", "config/gradient_clipping/max_norm"]
     assert sampled.between(0.01, 10.0).all() and sampled.nunique() == len(sampled)  # drawn from its declared range
