@@ -33,3 +33,10 @@ def test_the_baseline_hooks_run_no_op(step_profile):
     _, hooks, _ = step_profile.profile_steps("mlp", "dense", steps=1, warmup=1, device="cpu")
     assert all(hook.aten_us == 0 for hook in hooks.values())
     assert hooks["after_step"].calls == 24
+
+
+def test_unprofiled_timing_splits_each_step_into_its_hooks_and_the_rest(step_profile):
+    step_us, hooks_us = step_profile.time_steps("mlp", "feather", steps=1, warmup=5, device="cpu")  # 25 steps
+    assert 0 < hooks_us < step_us
+    dense_step_us, dense_hooks_us = step_profile.time_steps("mlp", "dense", steps=1, warmup=5, device="cpu")
+    assert dense_hooks_us < hooks_us / 10  # the baseline's hooks do nothing; Feather's after_step sets P_T
