@@ -20,25 +20,12 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 import torch
 
-from sparse_step_time import VARIANTS, setups, variant_technique
+from sparse_step_time import VARIANTS, setups, timed_steps, variant_technique
 from trainables.energy import open_meter
 from trainables.loop import Training
-
-
-def timed_steps(training: Training, steps: int) -> float:
-    """Seconds per step over the next ``steps`` training steps."""
-    if training.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        training._train_step()
-    if training.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def compare(setup: str, variant: str, blocks: int, block_steps: int, device: str) -> dict:

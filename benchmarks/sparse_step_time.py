@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import torch
 from torch import nn
@@ -98,6 +99,18 @@ def variant_technique(variant: str) -> techniques.Technique:
     """A fresh technique object for one of ``VARIANTS`` (the baseline for ``dense``)."""
     names, params = VARIANTS[variant]
     return techniques.create(names or ["baseline"], params)
+
+
+def timed_steps(training: Training, steps: int) -> float:
+    """Seconds per step over the next ``steps`` training steps."""
+    if training.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        training._train_step()
+    if training.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
 
 
 def run(task: Task, model: str, settings: TrainSettings, variant: str, seed: int, device: str) -> dict:

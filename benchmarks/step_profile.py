@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import techniques
-from sparse_step_time import VARIANTS, setups, variant_technique
+from sparse_step_time import VARIANTS, setups, timed_steps, variant_technique
 from trainables.energy import open_meter
 from trainables.loop import Training
 
@@ -48,64 +49,60 @@ class HookTime:
     aten_us: float  # per profiled step, in the ATen ops it ran
 
 
-def mark_hooks(technique: techniques.Technique) -> None:
-    """Wrap each hook of this technique object in a profiler range named after it."""
+def wrap_hooks(technique: techniques.Technique, around: Callable[[str], ContextManager]) -> None:
+    """Run each hook of this technique object inside ``around(its name)``."""
     for name in HOOKS:
         hook = getattr(technique, name)
 
-        def marked(*args, _hook=hook, _label=f"hook {name}", **kwargs):
-            with record_function(_label):
+        def wrapped(*args, _hook=hook, _name=name, **kwargs):
+            with around(_name):
                 return _hook(*args, **kwargs)
 
-        setattr(technique, name, marked)
+        setattr(technique, name, wrapped)
 
 
-def timed_hooks(technique: techniques.Technique, totals: dict[str, float]) -> None:
-    """Wrap each hook of this technique object to add its ``perf_counter`` seconds to ``totals``."""
-    for name in HOOKS:
-        hook = getattr(technique, name)
+class Stopwatch:
+    """Adds the ``perf_counter`` seconds spent inside it to ``totals[name]``."""
 
-        def timed(*args, _hook=hook, _name=name, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _hook(*args, **kwargs)
-            finally:
-                totals[_name] += time.perf_counter() - start
+    def __init__(self, totals: dict[str, float], name: str):
+        self.totals, self.name = totals, name
 
-        setattr(technique, name, timed)
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exception) -> None:
+        self.totals[self.name] += time.perf_counter() - self.start
 
 
-def time_steps(setup: str, variant: str, steps: int, warmup: int, device: str) -> tuple[float, float]:
-    """Microseconds per step after ``warmup``, and of them in the technique's hooks, unprofiled."""
-    _, task, model, settings = setups(steps)[setup]
-    technique, totals = variant_technique(variant), dict.fromkeys(HOOKS, 0.0)
-    timed_hooks(technique, totals)
-    training = Training(task, technique, settings, model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
-    training.model.train()
-    for _ in range(warmup):
-        training._train_step()
-    totals.update(dict.fromkeys(HOOKS, 0.0))
-    timed = training.total_steps - warmup
-    start = time.perf_counter()
-    for _ in range(timed):
-        training._train_step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return 1e6 * (time.perf_counter() - start) / timed, 1e6 * sum(totals.values()) / timed
-
-
-def profile_steps(setup: str, variant: str, steps: int, warmup: int, device: str) -> tuple[float, dict[str, HookTime], profile]:
-    """Microseconds per profiled step, each hook's time in them, and the profile itself.
+def warmed_training(
+    setup: str, variant: str, steps: int, warmup: int, device: str, around: Callable[[str], ContextManager]
+) -> Training:
+    """A run of ``sparse_step_time.py``'s setup and variant, its hooks inside ``around``, ``warmup`` steps in.
 
     ``steps`` as in ``sparse_step_time.py``: the run's length, 25 times as many for the MLP.
     """
     _, task, model, settings = setups(steps)[setup]
     technique = variant_technique(variant)
-    mark_hooks(technique)
+    wrap_hooks(technique, around)
     training = Training(task, technique, settings, model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
     training.model.train()
     for _ in range(warmup):
         training._train_step()
+    return training
+
+
+def time_steps(setup: str, variant: str, steps: int, warmup: int, device: str) -> tuple[float, float]:
+    """Microseconds per step after ``warmup``, and of them in the technique's hooks, unprofiled."""
+    totals = dict.fromkeys(HOOKS, 0.0)
+    training = warmed_training(setup, variant, steps, warmup, device, lambda name: Stopwatch(totals, name))
+    totals.update(dict.fromkeys(HOOKS, 0.0))
+    timed = training.total_steps - warmup
+    return 1e6 * timed_steps(training, timed), 1e6 * sum(totals.values()) / timed
+
+
+def profile_steps(setup: str, variant: str, steps: int, warmup: int, device: str) -> tuple[float, dict[str, HookTime], profile]:
+    """Microseconds per profiled step, each hook's time in them, and the profile itself."""
+    training = warmed_training(setup, variant, steps, warmup, device, lambda name: record_function(f"hook {name}"))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     profiled = training.total_steps - warmup
     with profile(activities=activities) as profiler:
@@ -139,8 +136,8 @@ def main() -> None:
     print(f"{args.variant} on {args.setup}: every step after the first {args.warmup}, device {args.device}; "
           f"a step takes {step_us:.0f} µs under the profiler")
     print(f"{'hook':>16} {'calls':>6} {'µs / step':>10} {'of the step':>12} {'in ATen ops':>12}")
-    for name, time in sorted(hooks.items(), key=lambda item: -item[1].total_us):
-        print(f"{name:>16} {time.calls:>6} {time.total_us:>10.1f} {time.total_us / step_us:>12.1%} {time.aten_us:>12.1f}")
+    for name, spent in sorted(hooks.items(), key=lambda item: -item[1].total_us):
+        print(f"{name:>16} {spent.calls:>6} {spent.total_us:>10.1f} {spent.total_us / step_us:>12.1%} {spent.aten_us:>12.1f}")
     print()
     print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     print()
