@@ -147,17 +147,15 @@ def growth_matrices(run: Run, groups: Sequence[WidthGroup], batches: int) -> lis
     """
     model = run.model
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    consumers = [name for group in groups for name in group.consumers]
     handles = [model.get_submodule(group.producer).register_forward_hook(partial(_keep, seen, group.producer)) for group in groups]
-    handles += [
-        model.get_submodule(name).register_forward_hook(partial(_keep, seen, name)) for group in groups for name in group.consumers
-    ]
+    handles += [model.get_submodule(name).register_forward_hook(partial(_keep, seen, name)) for name in consumers]
     totals: list[torch.Tensor | None] = [None] * len(groups)
     try:
         with buffers_kept(model):  # BatchNorm statistics
             for _ in range(batches):
                 inputs, targets = run.sample_batch()
                 loss = run.loss_fn(model(inputs), targets)
-                consumers = [name for group in groups for name in group.consumers]
                 gradients = dict(zip(consumers, torch.autograd.grad(loss, [seen[name][1] for name in consumers])))
                 with torch.no_grad():
                     for index, group in enumerate(groups):
