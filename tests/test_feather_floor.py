@@ -1,0 +1,71 @@
+"""The Feather floor benchmark compares like with like: a stand-in kernel must match Feather before it is timed."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def floor_module():
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling sparse_step_time, as when run as a script
+    try:
+        yield importlib.import_module("feather_floor")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture
+def floor(floor_module, monkeypatch):
+    monkeypatch.setattr(floor_module, "WARMUP", 5)
+    label, task, model, settings = floor_module.setups(1)["mlp"]  # 25 steps
+    return floor_module, task, model, settings
+
+
+def feathers_own_update(feather):
+    """A kernel that does what Feather does, through Feather's own code."""
+
+    def kernel(dense, out, count, power):
+        feather._update(count / sum(weight.numel() for weight in dense))
+        return list(feather.kept)
+
+    return kernel
+
+
+def test_a_kernel_that_matches_feather_takes_over_its_bookkeeping(floor):
+    module, task, model, settings = floor
+    training = module.warmed_training("feather", task, model, settings)
+    feather = training.technique
+    assert module.use_kernel(training, feathers_own_update(feather)) == 0.0
+    before = [layer.weight.detach().clone() for layer in feather.layers]
+    training._train_step()  # the kernel now writes P_T for the new weights
+    assert all(not torch.equal(layer.weight, old) for layer, old in zip(feather.layers, before))
+
+
+def test_a_kernel_that_keeps_other_weights_is_refused(floor):
+    module, task, model, settings = floor
+    training = module.warmed_training("feather", task, model, settings)
+
+    def keeps_everything(dense, out, count, power):
+        for source, target in zip(dense, out):
+            target.copy_(source)
+        return [weight.numel() for weight in dense]
+
+    with pytest.raises(AssertionError, match="kept"):
+        module.use_kernel(training, keeps_everything)
+
+
+def test_the_floor_leaves_the_thresholded_weights_as_they_were(floor):
+    module, task, model, settings = floor
+    training = module.bare_after_step(module.warmed_training("feather", task, model, settings))
+    feather = training.technique
+    before = [layer.weight.detach().clone() for layer in feather.layers]
+    training._train_step()
+    assert all(torch.equal(layer.weight, old) for layer, old in zip(feather.layers, before))
+    assert any(not torch.equal(layer.dense_weight, old) for layer, old in zip(feather.layers, before))
