@@ -166,8 +166,12 @@ def main() -> None:
         "feather": warmed_training("feather", task, model, settings),
     }
     if not args.no_native:
+        try:
+            kernel = compile_kernel()
+        except (RuntimeError, OSError) as error:
+            parser.error(f"the native kernel did not build ({str(error).splitlines()[0]}); install a C++ compiler or pass --no-native")
         runs["feather, one native kernel"] = native = warmed_training("feather", task, model, settings)
-        difference = use_kernel(native, compile_kernel())
+        difference = use_kernel(native, kernel)
         print(f"native kernel: same kept counts as Feather, P_T within {difference:.1e}")
     runs["feather, no bookkeeping (floor)"] = bare_after_step(warmed_training("feather", task, model, settings))
     times = {name: [] for name in runs}
