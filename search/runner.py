@@ -49,6 +49,7 @@ def run_search(
 
     results_dir, started_here = _prepare(results_dir, address)
     resources = _fitting_resources(search, started_here)
+    _fetch_data(search, address)
     results_dir.mkdir(parents=True, exist_ok=True)  # only now: a search refused above leaves no empty folder
     _write_search_record(search, results_dir, storage)
     tuner = tune.Tuner(
@@ -86,6 +87,7 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
         raise ValueError(f"{results_dir} has no Ray Tune experiment to resume (expected {experiment})")
     _, started_here = _prepare(results_dir, address)
     resources = _fitting_resources(search, started_here)
+    _fetch_data(search, address)
     tuner = tune.Tuner.restore(
         experiment,
         trainable=tune.with_resources(_trainable(), resources),
@@ -100,7 +102,7 @@ def evaluations_per_trial(search: SearchConfig) -> int:
     scheduler = search.settings["scheduler"]
     if scheduler.get("max_t"):
         return int(scheduler["max_t"])
-    task = create_task(search.settings["task"], **dict(search.settings["task_options"] or {}))
+    task = search_task(search)
     counts = []
     for approach in search.approaches:
         settings = task.defaults.override({**search.settings["train"], **approach.train})
@@ -110,6 +112,25 @@ def evaluations_per_trial(search: SearchConfig) -> int:
             return 1
         counts.append(math.ceil(settings.steps / settings.eval_every))
     return max(counts)
+
+
+def search_task(search: SearchConfig):
+    return create_task(search.settings["task"], **dict(search.settings["task_options"] or {}))
+
+
+def _fetch_data(search: SearchConfig, address: str | None) -> None:
+    """Where every trial runs on this machine, fetch the task's data once, before any of them.
+
+    Missing data is then one line (a ``ValueError`` naming what to put
+    where) instead of every trial failing and being retried. On a cluster
+    (an address given, or a Ray with nodes elsewhere) this machine may not
+    train at all, so each node fetches its own copy as its first trial starts.
+    """
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    if address is None and all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
+        search_task(search).fetch_data()
 
 
 def _trainable():

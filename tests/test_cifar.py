@@ -14,7 +14,8 @@ from trainables.energy import CpuTimeEstimate, EnergyMeter
 from trainables.loop import Training
 from trainables.models import create_model
 from trainables.tasks import create_task
-from trainables.tasks.cifar import DataUnavailable, load_split, random_crop_flip
+from trainables.datasets import DataUnavailable, torchvision_dataset
+from trainables.tasks.cifar import random_crop_flip
 
 from helpers import write_cifar
 
@@ -48,6 +49,26 @@ def test_offline_without_a_copy_names_the_directory_to_fill(tmp_path, monkeypatc
         task.splits(torch.device("cpu"), 8, 0)
 
 
+def test_fetching_downloads_once_and_offline_says_what_to_put_where(tmp_path, monkeypatch):
+    downloads = []
+
+    def download(dataset):
+        if not dataset._check_integrity():
+            downloads.append(dataset.root)
+            write_cifar(tmp_path, monkeypatch)
+
+    monkeypatch.setattr(datasets.CIFAR10, "download", download)
+    task = create_task("cifar10", data_dir=str(tmp_path))
+    task.fetch_data()
+    task.fetch_data()
+    assert downloads == [str(tmp_path)]
+    assert len(task.splits(torch.device("cpu"), 8, 0)[0].inputs) == 40
+
+    offline = create_task("cifar100", data_dir=str(tmp_path / "empty"), download=False)
+    with pytest.raises(DataUnavailable, match=f"CIFAR100 is not in {tmp_path / 'empty'} and download is off; unpack https://"):
+        offline.fetch_data()
+
+
 def test_concurrent_trials_download_once(tmp_path, monkeypatch):
     """The second trial waits on the lock, then finds the files the first one fetched."""
     downloads = []
@@ -61,7 +82,7 @@ def test_concurrent_trials_download_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.CIFAR10, "download", slow_download)
     loaded = []
-    threads = [threading.Thread(target=lambda: loaded.append(load_split("cifar10", tmp_path, True, True))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: loaded.append(torchvision_dataset(datasets.CIFAR10, tmp_path, True, True))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -59,6 +59,19 @@ def test_invalid_yaml_is_one_line(tmp_path, capsys):
     assert_one_line_usage_error(in_process(capsys, "validate", path), "is not valid YAML")
 
 
+def test_missing_data_is_one_line_before_any_trial_starts(tmp_path, capsys, local_ray):
+    empty = tmp_path / "data"
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": "cifar10", "task_options": {"data_dir": str(empty), "download": False},
+        "techniques": ["baseline"], "num_trials": 2,
+    }))
+    result = in_process(capsys, "run", "--config", path, "--results", tmp_path / "results")
+    assert_one_line_usage_error(result, f"CIFAR10 is not in {empty} and download is off")
+    assert "cifar-10-python.tar.gz" in result.stderr and "task_options.data_dir" in result.stderr
+    assert not (tmp_path / "results").exists()  # no trial ran, and nothing was left behind
+
+
 def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, monkeypatch, local_ray):
     search = {
         "task": "teacher_student",

@@ -1,9 +1,10 @@
 """Reading real datasets from disk into tensors, with one clear error when they are missing.
 
 Downloads go through torchvision into one data directory (``data_dir``, else
-``$GREENTUNE_DATA``, else ``~/.cache/greentune``), behind a file lock so
+``$GREENTUNE_DATA``, else ``~/.cache/greentune/data``), behind a file lock so
 that trials starting together on one machine download once. A machine
-without internet needs the files put there by hand; the error says where.
+without internet needs the files put there by hand; ``DataUnavailable``
+says what and where.
 """
 
 from __future__ import annotations
@@ -19,26 +20,44 @@ from filelock import FileLock
 DATA_ENV = "GREENTUNE_DATA"
 
 
+class DataUnavailable(ValueError):
+    """A dataset is neither on disk nor downloadable; the message says what to put where."""
+
+
 def data_root(data_dir: str | os.PathLike | None) -> Path:
-    chosen = data_dir or os.environ.get(DATA_ENV) or Path.home() / ".cache" / "greentune"
+    chosen = data_dir or os.environ.get(DATA_ENV) or Path.home() / ".cache" / "greentune" / "data"
     return Path(chosen).expanduser()
+
+
+def torchvision_dataset(dataset_class, data_dir, train: bool, download: bool):
+    """One split of a torchvision dataset (CIFAR, MNIST-format) from the data directory.
+
+    Fetched at most once per directory at a time: the trials that start
+    together on a node wait on one lock, and all but the first find the files.
+    """
+    root = data_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{dataset_class.__name__}.lock")):
+        try:
+            return dataset_class(str(root), train=train, download=download)
+        except (RuntimeError, OSError) as error:
+            how = f"the download failed ({str(error).splitlines()[0]})" if download else "download is off"
+            raise DataUnavailable(
+                f"{dataset_class.__name__} is not in {root} and {how}; {_what_to_put(dataset_class, root)}, "
+                f"or point task_options.data_dir / ${DATA_ENV} at a copy"
+            ) from None
+
+
+def _what_to_put(dataset_class, root: Path) -> str:
+    if hasattr(dataset_class, "resources"):  # MNIST's family: the idx files, in a folder of the class's name
+        files = ", ".join(name.removesuffix(".gz") for name, _ in dataset_class.resources)
+        return f"put these in {root / dataset_class.__name__ / 'raw'}: {files} (their .gz work too while download is on)"
+    return f"unpack {dataset_class.url} ({dataset_class.base_folder}/) into {root}"  # CIFAR's archive
 
 
 def torchvision_images(dataset_class, data_dir, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A torchvision MNIST-format dataset (MNIST, KMNIST, FashionMNIST) as uint8 images and labels."""
-    root = data_root(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    raw = root / dataset_class.__name__ / "raw"
-    with FileLock(str(root / f"{dataset_class.__name__}.lock")):
-        try:
-            dataset = dataset_class(str(root), train=train, download=download)
-        except (RuntimeError, OSError) as error:
-            files = ", ".join(name.removesuffix(".gz") for name, _ in dataset_class.resources)
-            how = f"the download failed ({str(error).splitlines()[0]})" if download else "download is off"
-            raise ValueError(
-                f"{dataset_class.__name__} is not in {raw} and {how}; put {files} there "
-                f"(their .gz work too while download is on), or point data_dir / ${DATA_ENV} at a copy"
-            ) from None
+    dataset = torchvision_dataset(dataset_class, data_dir, train, download)
     return dataset.data, dataset.targets
 
 

@@ -105,7 +105,8 @@ class Task:
     - ``quality`` and ``mode``: the metric searched (``"min"`` or ``"max"``).
       The default ``evaluate`` reports ``test_loss`` and, for integer class
       targets, ``accuracy``; override it for other metrics;
-    - ``defaults``: ``TrainSettings``, which a search's ``train:`` overrides.
+    - ``defaults``: ``TrainSettings``, which a search's ``train:`` overrides;
+    - optionally ``fetch_data()``, for data that is downloaded before use.
     """
 
     name: ClassVar[str]
@@ -116,6 +117,16 @@ class Task:
     defaults: ClassVar[TrainSettings] = TrainSettings()
     num_workers: ClassVar[int] = 0  # DataLoader workers for a streamed Dataset
     eval_batch_size: ClassVar[int] = 1000
+
+    def fetch_data(self) -> None:
+        """Bring the data onto this machine (downloading it), or raise ``ValueError`` saying what to put where.
+
+        A search whose trials run on the machine it was started on calls this
+        first, so missing data is one line before any trial rather than every
+        trial failing, and a download happens once. A task whose data needs
+        no fetching (in memory, generated, or read where it already lies)
+        leaves it as it is.
+        """
 
     def data(self) -> tuple[Any, Any]:
         """Training and held-out data: tensors, a Dataset or a DataLoader factory each (see the class)."""

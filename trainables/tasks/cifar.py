@@ -1,10 +1,10 @@
 """CIFAR-10 and CIFAR-100 (seed 000, section V), set up as in GradMax's code.
 
 Data: torchvision's datasets in ``data_dir`` (default ``$GREENTUNE_DATA``,
-else ``~/.cache/greentune/data``). The download runs under a file lock in
-that directory, so the trials starting together on a node fetch it once and
-the others wait and read it. Offline and without a copy, the error names the
-directory to fill.
+else ``~/.cache/greentune/data``), read by ``trainables.datasets``: the
+download runs under a file lock in that directory, so the trials starting
+together on a node fetch it once and the others wait and read it. Offline
+and without a copy, the error names the directory to fill.
 
 The whole split lives on the training device as one normalised tensor;
 random crop (4-pixel zero padding) and horizontal flip run there on whole
@@ -24,15 +24,15 @@ and GradMax's L2 of 2e-4 on the loss, i.e. weight decay 4e-4.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 from torch import nn
+from torchvision import datasets
 
 from . import Task, TrainSettings, register_task
 from ..data import DeviceData
+from ..datasets import torchvision_dataset
 from ..models import create_model
 
 MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
@@ -55,31 +55,6 @@ VARIANTS = {
 PAD = 4
 
 
-class DataUnavailable(FileNotFoundError):
-    """The dataset is neither on disk nor downloadable."""
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("GREENTUNE_DATA", Path.home() / ".cache" / "greentune" / "data"))
-
-
-def load_split(dataset: str, root: Path, train: bool, download: bool):
-    """The torchvision dataset for one split, fetched at most once per directory at a time."""
-    from filelock import FileLock
-    from torchvision import datasets
-
-    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[dataset]
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{dataset}.lock")):
-        try:
-            return cls(str(root), train=train, download=download)
-        except (RuntimeError, OSError) as error:
-            raise DataUnavailable(
-                f"{dataset} is not in {root} and could not be downloaded ({error}); put the unpacked "
-                f"{cls.filename} ({cls.base_folder}/) from {cls.url} into {root}, or set task_options.data_dir"
-            ) from None
-
-
 def random_crop_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image shifted by up to ``PAD`` pixels (zero fill) and flipped with probability 1/2, batched."""
     count, _, height, width = images.shape
@@ -96,7 +71,7 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator) -> torch.
 
 
 class Cifar(Task):
-    dataset: ClassVar[str]
+    dataset: ClassVar[type[datasets.CIFAR10]]
     classes: ClassVar[int]
     quality = "test_accuracy"
     mode = "max"
@@ -110,12 +85,18 @@ class Cifar(Task):
     def __init__(self, data_dir: str | None = None, download: bool = True, subset: int | None = None):
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be a positive number of training images, got {subset}")
-        self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
-        self.download, self.subset = download, subset
+        self.data_dir, self.download, self.subset = data_dir, download, subset
+
+    def fetch_data(self):
+        self._split(train=True)
+        self._split(train=False)
+
+    def _split(self, train: bool):
+        # The archive holds both splits: the training split's download brings the test split too.
+        return torchvision_dataset(self.dataset, self.data_dir, train, self.download and train)
 
     def splits(self, device, batch_size, seed):
-        train = load_split(self.dataset, self.data_dir, True, self.download)
-        test = load_split(self.dataset, self.data_dir, False, False)
+        train, test = self._split(train=True), self._split(train=False)
         count = len(train.data) if self.subset is None else min(self.subset, len(train.data))
         return (
             DeviceData(*self._tensors(train, device, count), batch_size, seed=seed, augment=random_crop_flip),
@@ -125,8 +106,8 @@ class Cifar(Task):
     def _tensors(self, split, device, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 HWC images to normalised float NCHW on ``device`` (converted there, copied as bytes)."""
         images = torch.from_numpy(split.data[:count]).to(device).permute(0, 3, 1, 2).float().div_(255)
-        mean = torch.tensor(MEAN[self.dataset], device=device)[:, None, None]
-        std = torch.tensor(STD[self.dataset], device=device)[:, None, None]
+        mean = torch.tensor(MEAN[self.name], device=device)[:, None, None]
+        std = torch.tensor(STD[self.name], device=device)[:, None, None]
         labels = torch.as_tensor(split.targets[:count], dtype=torch.long, device=device)
         return ((images - mean) / std).contiguous(), labels
 
@@ -150,11 +131,11 @@ class Cifar(Task):
 
 @register_task
 class Cifar10(Cifar):
-    name = dataset = "cifar10"
+    name, dataset = "cifar10", datasets.CIFAR10
     classes = 10
 
 
 @register_task
 class Cifar100(Cifar):
-    name = dataset = "cifar100"
+    name, dataset = "cifar100", datasets.CIFAR100
     classes = 100

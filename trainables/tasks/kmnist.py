@@ -15,7 +15,7 @@ from torchvision.datasets import KMNIST as TorchvisionKMNIST
 from . import TrainSettings, register_task
 from ..augment import RandomAffine
 from ..data import DeviceData
-from ..datasets import torchvision_images
+from ..datasets import torchvision_dataset, torchvision_images
 from .classification import MLPClassification
 
 STEPS_PER_EPOCH = 118  # ceil(60,000 / 512)
@@ -31,6 +31,10 @@ class KMNIST(MLPClassification):
     def __init__(self, data_dir: str | None = None, hidden: list[int] = (256, 256), augment: bool = True, download: bool = True):
         super().__init__(list(hidden))
         self.data_dir, self.augment, self.download = data_dir, augment, download
+
+    def fetch_data(self):
+        for train in (True, False):
+            torchvision_dataset(TorchvisionKMNIST, self.data_dir, train, self.download)
 
     def splits(self, device, batch_size, seed):
         def load(train: bool):
