@@ -149,6 +149,9 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Save the experiment state often, so a killed driver loses little.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Ray Tune logs each failed trial's whole traceback; TrialLines prints its exception's
+    # line and its folder, whose error.txt keeps the traceback (=1 brings the log back).
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = Path(results_dir).resolve()
     if ray.is_initialized():
@@ -350,11 +353,20 @@ class TrialLines(Callback):
         stopped = "" if result.get("complete") or result.get("diverged") else " stopped early"
         print(f"[{len(self.finished):>3}] {label:<16} {values}  ({status}){stopped}", flush=True)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        print(f"      {trial.config.get('approach', '')}: failed{self._reason(trial)}; retrying", flush=True)
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished.append({})
-        error = trial.get_error()  # Ray has written it by now
-        reason = f" ({error_line(error)})" if error else ""
-        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{reason}; see {trial.local_path}", flush=True)
+        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{self._reason(trial)}; see {trial.local_path}", flush=True)
+
+    @staticmethod
+    def _reason(trial) -> str:
+        # Ray writes error.txt into the trial's local folder as it handles the failure; get_error
+        # reads the copy in storage, which is there by the trial's end but not yet at a retry.
+        local = Path(trial.error_file) if trial.error_file else None
+        error = local.read_text() if local and local.is_file() else trial.get_error()
+        return f" ({error_line(error)})" if error else ""
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last_status < self.every_s:

@@ -122,6 +122,8 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
     message = "RuntimeError: demo crash at step 3; fix the plug-in"
     assert len(crashed) and (crashed["status"] == "error").all() and (crashed["error"] == message).all()
     assert result.stdout.count(f"crashing: failed ({message}); see ") == len(crashed)
+    assert result.stdout.count(f"crashing: failed ({message}); retrying") == len(crashed)  # retries: 1
+    assert "Traceback" not in result.stdout + result.stderr  # it stays in the trial's error.txt
     for name in RESULTS_FILES:  # as while a search runs: the table rebuilt from Ray's trial folders (error.txt)
         (tmp_path / "out" / name).unlink()
     rebuilt = analysis.load(tmp_path / "out")
