@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import pickle
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from torchvision import datasets
@@ -13,6 +17,18 @@ import techniques
 from trainables.energy import CpuTimeEstimate, EnergyMeter
 from trainables.loop import Training
 from trainables.tasks import create_task
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str):
+    """``benchmarks/NAME.py`` as a module, its folder on ``sys.path`` meanwhile: it imports its siblings, as when run as a script."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def make_training(technique=None, *, steps=60, eval_every=20, model="big", seed=0, **train) -> Training:

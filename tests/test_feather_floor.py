@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def floor_module():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling sparse_step_time, as when run as a script
-    try:
-        yield importlib.import_module("feather_floor")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    with benchmark_module("feather_floor") as module:
+        yield module
 
 
 @pytest.fixture

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def step_profile():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling sparse_step_time, as when run as a script
-    try:
-        yield importlib.import_module("step_profile")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    with benchmark_module("step_profile") as module:
+        yield module
 
 
 def test_every_profiled_step_runs_each_hook_once_and_the_hooks_fit_in_the_step(step_profile):
