@@ -35,10 +35,11 @@ from typing import Callable
 
 import torch
 
-from sparse_step_time import setups, timed_steps, variant_technique
-from trainables.energy import open_meter
+from sparse_step_time import setups, timed_steps
+from step_profile import warmed_training
 from trainables.loop import Training
 
+STEPS = 40  # sparse_step_time's run length: the MLP's run is 25 times as many steps
 WARMUP = 20  # steps before timing: the first one counts FLOPs
 
 KERNEL = r"""
@@ -118,13 +119,6 @@ def compile_kernel() -> Callable:
     return module.update
 
 
-def warmed_training(variant: str, task, model, settings) -> Training:
-    training = Training(task, variant_technique(variant), settings, model=model, seed=0, meter=open_meter(False), device="cpu")
-    for _ in range(WARMUP):
-        training._train_step()
-    return training
-
-
 def use_kernel(training: Training, kernel: Callable) -> float:
     """Make ``kernel`` do the Feather run's bookkeeping; the largest difference from Feather's own P_T."""
     feather = training.technique
@@ -158,22 +152,22 @@ def main() -> None:
     parser.add_argument("--no-native", action="store_true", help="skip the compiled kernel (no C++ compiler)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    label, task, model, settings = setups(40)["mlp"]
+    label, _, _, settings = setups(STEPS)["mlp"]
     if WARMUP + args.rounds * args.block >= settings.steps:  # Feather writes its weights back after its last step
         parser.error(f"rounds x block must stay below {settings.steps - WARMUP} steps")
     runs = {
-        "dense": warmed_training("dense", task, model, settings),
-        "feather": warmed_training("feather", task, model, settings),
+        "dense": warmed_training("mlp", "dense", STEPS, WARMUP, "cpu"),
+        "feather": warmed_training("mlp", "feather", STEPS, WARMUP, "cpu"),
     }
     if not args.no_native:
         try:
             kernel = compile_kernel()
         except (RuntimeError, OSError) as error:
             parser.error(f"the native kernel did not build ({str(error).splitlines()[0]}); install a C++ compiler or pass --no-native")
-        runs["feather, one native kernel"] = native = warmed_training("feather", task, model, settings)
+        runs["feather, one native kernel"] = native = warmed_training("mlp", "feather", STEPS, WARMUP, "cpu")
         difference = use_kernel(native, kernel)
         print(f"native kernel: same kept counts as Feather, P_T within {difference:.1e}")
-    runs["feather, no bookkeeping (floor)"] = bare_after_step(warmed_training("feather", task, model, settings))
+    runs["feather, no bookkeeping (floor)"] = bare_after_step(warmed_training("mlp", "feather", STEPS, WARMUP, "cpu"))
     times = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, training in runs.items():

@@ -75,15 +75,16 @@ class Stopwatch:
 
 
 def warmed_training(
-    setup: str, variant: str, steps: int, warmup: int, device: str, around: Callable[[str], ContextManager]
+    setup: str, variant: str, steps: int, warmup: int, device: str, around: Callable[[str], ContextManager] | None = None
 ) -> Training:
-    """A run of ``sparse_step_time.py``'s setup and variant, its hooks inside ``around``, ``warmup`` steps in.
+    """A run of ``sparse_step_time.py``'s setup and variant, its hooks inside ``around`` if given, ``warmup`` steps in.
 
     ``steps`` as in ``sparse_step_time.py``: the run's length, 25 times as many for the MLP.
     """
     _, task, model, settings = setups(steps)[setup]
     technique = variant_technique(variant)
-    wrap_hooks(technique, around)
+    if around is not None:
+        wrap_hooks(technique, around)
     training = Training(task, technique, settings, model=model, seed=0, meter=open_meter(device == "cuda"), device=device)
     training.model.train()
     for _ in range(warmup):

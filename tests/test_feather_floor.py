@@ -9,16 +9,13 @@ from helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
-def floor_module():
+def floor():
     with benchmark_module("feather_floor") as module:
         yield module
 
 
-@pytest.fixture
-def floor(floor_module, monkeypatch):
-    monkeypatch.setattr(floor_module, "WARMUP", 5)
-    label, task, model, settings = floor_module.setups(1)["mlp"]  # 25 steps
-    return floor_module, task, model, settings
+def warmed_feather(floor):
+    return floor.warmed_training("mlp", "feather", steps=1, warmup=5, device="cpu")  # a run of 25 steps
 
 
 def feathers_own_update(feather):
@@ -32,18 +29,16 @@ def feathers_own_update(feather):
 
 
 def test_a_kernel_that_matches_feather_takes_over_its_bookkeeping(floor):
-    module, task, model, settings = floor
-    training = module.warmed_training("feather", task, model, settings)
+    training = warmed_feather(floor)
     feather = training.technique
-    assert module.use_kernel(training, feathers_own_update(feather)) == 0.0
+    assert floor.use_kernel(training, feathers_own_update(feather)) == 0.0
     before = [layer.weight.detach().clone() for layer in feather.layers]
     training._train_step()  # the kernel now writes P_T for the new weights
     assert all(not torch.equal(layer.weight, old) for layer, old in zip(feather.layers, before))
 
 
 def test_a_kernel_that_keeps_other_weights_is_refused(floor):
-    module, task, model, settings = floor
-    training = module.warmed_training("feather", task, model, settings)
+    training = warmed_feather(floor)
 
     def keeps_everything(dense, out, count, power):
         for source, target in zip(dense, out):
@@ -51,12 +46,11 @@ def test_a_kernel_that_keeps_other_weights_is_refused(floor):
         return [weight.numel() for weight in dense]
 
     with pytest.raises(AssertionError, match="kept"):
-        module.use_kernel(training, keeps_everything)
+        floor.use_kernel(training, keeps_everything)
 
 
 def test_the_floor_leaves_the_thresholded_weights_as_they_were(floor):
-    module, task, model, settings = floor
-    training = module.bare_after_step(module.warmed_training("feather", task, model, settings))
+    training = floor.bare_after_step(warmed_feather(floor))
     feather = training.technique
     before = [layer.weight.detach().clone() for layer in feather.layers]
     training._train_step()
