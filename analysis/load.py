@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .layout import HISTORY_FILE, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, tables
+from greentune.layout import HISTORY_FILE, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, tables
 
 IDENTITY = ["trial_id", "approach", "techniques", "model", "seed", "repeat_group", "status", "error"]
 COSTS = ["energy_j", "energy_source", "time_s", "flops", "params", "params_total", "kept_steps", "eval_energy_j", "eval_time_s"]
@@ -182,7 +182,7 @@ class _CheckpointFolder:
 
 @dataclass
 class _TrialFolder:
-    """A Ray Tune trial folder, shaped like ``ray.tune.Result`` for ``analysis.layout.tables``."""
+    """A Ray Tune trial folder, shaped like ``ray.tune.Result`` for ``greentune.layout.tables``."""
 
     path: str
     config: dict

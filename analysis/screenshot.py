@@ -1,6 +1,6 @@
 """Open a report in headless Chromium: screenshot it and check that it rendered cleanly.
 
-Usage: ``python -m analysis.screenshot RESULTS/analysis/report.html [shot.png]``.
+Usage: ``python -m greentune.analysis.screenshot RESULTS/analysis/report.html [shot.png]``.
 It prints what the browser saw and exits 1 when the page logged anything to
 the console (an uncaught error, a failed load) or drew no front. Chromium
 comes from the system (``apt-get install chromium``), not from pip.

@@ -24,8 +24,8 @@ import tempfile
 import torch
 
 from sparse_step_time import VARIANTS, setups, timed_steps, variant_technique
-from trainables.energy import open_meter
-from trainables.loop import Training
+from greentune.trainables.energy import open_meter
+from greentune.trainables.loop import Training
 
 
 def compare(setup: str, variant: str, blocks: int, block_steps: int, device: str) -> dict:

@@ -15,10 +15,10 @@ import statistics
 
 import torch
 
-import techniques
-from trainables.energy import open_meter
-from trainables.loop import Training
-from trainables.tasks import create_task
+from greentune import techniques
+from greentune.trainables.energy import open_meter
+from greentune.trainables.loop import Training
+from greentune.trainables.tasks import create_task
 
 SELECTIVITIES = (1.0, 0.75, 0.5, 0.25)
 

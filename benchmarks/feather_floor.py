@@ -37,7 +37,7 @@ import torch
 
 from sparse_step_time import setups, timed_steps
 from step_profile import warmed_training
-from trainables.loop import Training
+from greentune.trainables.loop import Training
 
 STEPS = 40  # sparse_step_time's run length: the MLP's run is 25 times as many steps
 WARMUP = 20  # steps before timing: the first one counts FLOPs

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from techniques.gating import Gating
-from trainables.models import create_model
+from greentune.techniques.gating import Gating
+from greentune.trainables.models import create_model
 
 
 def gated(model_name: str, closed: float, seed: int, **gating) -> tuple[Gating, nn.Module]:

@@ -224,21 +224,21 @@ class CountingNvml:
 
 
 def images_task(**options):
-    from trainables.tasks import create_task
+    from greentune.trainables.tasks import create_task
 
     return create_task("synthetic_images", **IMAGES, **options)
 
 
 def training(task, device, meter, seed=0, **train):
-    import techniques
-    from trainables.loop import Training
+    from greentune import techniques
+    from greentune.trainables.loop import Training
 
     settings = task.defaults.override(train)
     return Training(task, techniques.create(["baseline"]), settings, model=MODEL, seed=seed, meter=meter, device=device)
 
 
 def gpu_meter(nvml):
-    from trainables.energy import EnergyMeter, nvml_counters
+    from greentune.trainables.energy import EnergyMeter, nvml_counters
 
     return EnergyMeter(nvml_counters(nvml))  # the GPU's counter alone, no CPU part
 
@@ -251,7 +251,7 @@ def run_search(search: dict, directory: Path) -> list[dict]:
     config = directory / "search.yaml"
     config.write_text(yaml.safe_dump(search, sort_keys=False))
     results = directory / "results"
-    command = [sys.executable, "-m", "search.cli", "run", "--config", str(config), "--results", str(results)]
+    command = [sys.executable, "-m", "greentune.cli", "run", "--config", str(config), "--results", str(results)]
     with open(directory / "greentune.log", "w") as log:
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1]).returncode
     if status != 0:
@@ -319,7 +319,7 @@ def check_idle(nvml, handle, device) -> Check:
 
 
 def check_counter(nvml, handle, device) -> Check:
-    from trainables.energy import NvmlEnergy, NvmlPowerPoller
+    from greentune.trainables.energy import NvmlEnergy, NvmlPowerPoller
 
     run = training(images_task(n_train=50000, n_test=500), device, gpu_meter(nvml), steps=100_000, eval_every=200)
     counter, counting = NvmlEnergy(nvml, [handle]), CountingNvml(nvml)
@@ -369,7 +369,7 @@ class PremadeBatches:
 
 
 def check_pipeline(nvml, handle, device) -> Check:
-    from trainables.tasks.synthetic_images import SyntheticImages
+    from greentune.trainables.tasks.synthetic_images import SyntheticImages
 
     class Premade(SyntheticImages):
         def splits(self, device, batch_size, seed):
@@ -436,7 +436,7 @@ def run_checks(chosen: list[int], workdir: Path) -> list[Check]:
     import pynvml
     import torch
 
-    from trainables.energy import visible_gpus
+    from greentune.trainables.energy import visible_gpus
 
     pynvml.nvmlInit()
     handle = visible_gpus(pynvml)[0]

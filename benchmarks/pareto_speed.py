@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from analysis import hypervolume, pareto_mask, reference_point
+from greentune.analysis import hypervolume, pareto_mask, reference_point
 
 OBJECTIVES = {"quality": "min", "energy_j": "min"}
 

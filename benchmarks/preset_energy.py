@@ -20,9 +20,9 @@ import statistics
 
 import torch
 
-from search.config import load_search, sample_trial
-from search.presets import preset_path
-from trainables.trial import build_training
+from greentune.search.config import load_search, sample_trial
+from greentune.search.presets import preset_path
+from greentune.trainables.trial import build_training
 
 
 def train(config: dict) -> dict:

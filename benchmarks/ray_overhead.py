@@ -38,7 +38,7 @@ def slot_seconds_per_trial(trials: int, reuse: bool, slots: int) -> float:
 
 
 def teacher_student_run_time(repeats: int) -> float:
-    from trainables.trial import run_trial
+    from greentune.trainables.trial import run_trial
 
     with tempfile.TemporaryDirectory() as storage:
         grid = tune.Tuner(

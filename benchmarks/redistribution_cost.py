@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.datasets import write_idx
+from greentune.trainables.datasets import write_idx
 
 SPARSE = ["static_sparse", "redr_random", "redr_gradient", "redr_gradient_global", "redr_loss", "redr_woodfisher", "redr_woodtaylor"]
 
@@ -83,7 +83,7 @@ def configurations(task: str, options: dict, densities: list[float], epochs: int
 
 def measure(config: dict) -> dict:
     """Seconds and joules per epoch and the peak MB added by the trial, in a fresh process."""
-    from trainables.trial import build_training
+    from greentune.trainables.trial import build_training
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     training = build_training(config)

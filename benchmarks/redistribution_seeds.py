@@ -23,9 +23,9 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from search.config import Approach, SearchConfig, load_search, sample_trial
-from search.presets import preset_path
-from trainables.trial import build_training
+from greentune.search.config import Approach, SearchConfig, load_search, sample_trial
+from greentune.search.presets import preset_path
+from greentune.trainables.trial import build_training
 
 
 def train(config: dict) -> dict:

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import techniques
-from techniques.surgery import width_groups, widths
-from trainables.models import create_model
+from greentune import techniques
+from greentune.techniques.surgery import width_groups, widths
+from greentune.trainables.models import create_model
 
 
 def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:

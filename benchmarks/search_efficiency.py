@@ -54,16 +54,16 @@ import torch
 import yaml
 from ray.tune.schedulers import TrialScheduler
 
-from analysis import energy_to_reach, hypervolume_by_energy, reference_point
-from search.config import SearchConfig, parse_search, trial_config
-from search.presets import preset_path
-from search.costs import trial_energy
-from search.runner import evaluations_per_trial
-from search.schedulers import make_scheduler
-from search.searchers import make_searcher
-from techniques import Choice, Fixed, Float, Int
-from trainables.loop import TrainingDiverged
-from trainables.trial import build_training
+from greentune.analysis import energy_to_reach, hypervolume_by_energy, reference_point
+from greentune.search.config import SearchConfig, parse_search, trial_config
+from greentune.search.presets import preset_path
+from greentune.search.costs import trial_energy
+from greentune.search.runner import evaluations_per_trial
+from greentune.search.schedulers import make_scheduler
+from greentune.search.searchers import make_searcher
+from greentune.techniques import Choice, Fixed, Float, Int
+from greentune.trainables.loop import TrainingDiverged
+from greentune.trainables.trial import build_training
 
 MOASHA = {"name": "moasha", "grace_period": 1, "reduction_factor": 3}
 METHODS: dict[str, dict[str, Any]] = {

@@ -28,12 +28,12 @@ import time
 import torch
 from torch import nn
 
-import techniques
-from trainables.data import DeviceData
-from trainables.energy import open_meter
-from trainables.loop import Training
-from trainables.models import create_model
-from trainables.tasks import Task, TrainSettings, create_task
+from greentune import techniques
+from greentune.trainables.data import DeviceData
+from greentune.trainables.energy import open_meter
+from greentune.trainables.loop import Training
+from greentune.trainables.models import create_model
+from greentune.trainables.tasks import Task, TrainSettings, create_task
 
 SPARSITY = 0.9
 SETUPS = ("mlp", "resnet20", "vgg11")

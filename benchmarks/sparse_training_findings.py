@@ -28,9 +28,9 @@ import statistics
 import torch
 
 from preset_energy import train
-from search.config import load_search, sample_trial
-from search.presets import preset_path
-from trainables.tasks import create_task
+from greentune.search.config import load_search, sample_trial
+from greentune.search.presets import preset_path
+from greentune.trainables.tasks import create_task
 
 TARGETS = {"feather": "sparsity", "granet": "final_sparsity", "gmp": "final_sparsity"}  # each technique's sparsity
 

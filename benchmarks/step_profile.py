@@ -33,10 +33,10 @@ from typing import Callable, ContextManager
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import techniques
+from greentune import techniques
 from sparse_step_time import VARIANTS, setups, timed_steps, variant_technique
-from trainables.energy import open_meter
-from trainables.loop import Training
+from greentune.trainables.energy import open_meter
+from greentune.trainables.loop import Training
 
 HOOKS = ("keep_batch", "extra_loss", "after_backward", "layer_densities", "after_step", "on_epoch_end")
 STEP = "training step"

@@ -45,10 +45,10 @@ import time
 
 import torch
 
-import techniques
-from trainables.energy import open_meter
-from trainables.loop import Training
-from trainables.tasks import create_task
+from greentune import techniques
+from greentune.trainables.energy import open_meter
+from greentune.trainables.loop import Training
+from greentune.trainables.tasks import create_task
 
 PLAIN = ("plain", "plain+eval")
 TRAINABLES = {  # label: what the trial config adds
@@ -116,7 +116,7 @@ def plain_or_trial(config: dict) -> None:
     """A Ray Tune trainable: the plain loop (reporting its time) or greentune's trial."""
     from ray import tune
 
-    from trainables.trial import run_trial
+    from greentune.trainables.trial import run_trial
 
     if config["kind"] in PLAIN:
         torch.set_num_threads(1)

@@ -23,7 +23,7 @@ import tempfile
 import torch
 from torch import nn
 
-from trainables.tasks import SimpleTask, TrainSettings
+from greentune.trainables.tasks import SimpleTask, TrainSettings
 
 SIZE, CLASSES = 12, 3
 

@@ -2,13 +2,13 @@
 
 >>> import greentune
 >>> sorted(greentune.__all__)
-['Results', 'UsageError', 'analyze', 'resume', 'run', 'techniques']
+['Results', 'UsageError', 'analyze', 'list_techniques', 'resume', 'run']
 
 ``import greentune`` loads neither Ray nor torch; each function imports what
 it needs when it is called. The ``greentune`` command is a thin layer over
 these functions. See ``greentune.api`` for each one.
 """
 
-from .api import Results, UsageError, analyze, resume, run, techniques
+from .api import Results, UsageError, analyze, list_techniques, resume, run
 
-__all__ = ["Results", "UsageError", "analyze", "resume", "run", "techniques"]
+__all__ = ["Results", "UsageError", "analyze", "list_techniques", "resume", "run"]

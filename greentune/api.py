@@ -18,22 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .errors import UsageError
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from analysis import Analysis
-    from search.config import SearchConfig
+    from greentune.analysis import Analysis
+    from greentune.search.config import SearchConfig
 
 RESULTS_ROOT = Path("greentune-results")
 ANALYSIS_DIR = "analysis"
-
-
-class UsageError(Exception):
-    """A problem the user can fix; each line of ``lines`` names one and says what to do."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = list(lines)
-        super().__init__("; ".join(self.lines))
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,7 @@ def run(
     ``greentune-results/NAME-TIME``); ``address`` a running Ray cluster;
     ``storage`` a shared path or cloud URI the experiment also goes to.
     """
-    from search.runner import run_search
+    from greentune.search.runner import run_search
 
     name, config = load(search, **overrides)
     directory = Path(results) if results is not None else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -82,7 +76,7 @@ def run(
 
 def resume(directory: str | os.PathLike, *, address: str | None = None) -> Results:
     """Continue an interrupted search in its results directory; finished trials are kept."""
-    from search.runner import resume_search
+    from greentune.search.runner import resume_search
 
     try:
         config, trials = resume_search(Path(directory), address=address)
@@ -108,8 +102,8 @@ def analyze(
     path puts them there, False writes nothing. The analysis's ``notes``
     say what was damaged or missing in the results.
     """
-    import analysis
-    from analysis.report import REPORT_FILE, build_figures, write_plots, write_report
+    from greentune import analysis
+    from greentune.analysis.report import REPORT_FILE, build_figures, write_plots, write_report
 
     if report is True and not isinstance(source, (str, os.PathLike)):
         raise UsageError(["a results table has no directory to put the report beside; pass report=FOLDER or report=False"])
@@ -138,9 +132,9 @@ def report_directory(source: str | os.PathLike) -> Path:
 
 def load(search: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> tuple[str, SearchConfig]:
     """The search's name and its checked configuration, with ``overrides`` applied; every problem at once."""
-    from search.config import parse_search, read_search_file
-    from search.presets import preset_path
-    from trainables.trial import ConfigError
+    from greentune.search.config import parse_search, read_search_file
+    from greentune.search.presets import preset_path
+    from greentune.trainables.trial import ConfigError
 
     try:
         if isinstance(search, Mapping):
@@ -157,7 +151,7 @@ def load(search: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> tup
         raise UsageError([str(error)]) from None
 
 
-def techniques(*names: str) -> pd.DataFrame:
+def list_techniques(*names: str) -> pd.DataFrame:
     """Every technique (or those ``names``, registered names or import paths) with its parameters, one row each.
 
     Columns: ``technique``, ``origin`` (built-in, plug-in DIST, import path),
@@ -168,7 +162,7 @@ def techniques(*names: str) -> pd.DataFrame:
 
     import pandas as pd
 
-    from techniques.registry import available, origin, parameter_defaults, technique_class
+    from greentune.techniques.registry import available, origin, parameter_defaults, technique_class
 
     try:
         classes = {name: technique_class(name) for name in names} if names else available()

@@ -34,11 +34,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from analysis.constraints import Constraint
-from techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
-from techniques.space import Param
-from trainables.tasks import create_task
-from trainables.trial import CheckpointPolicy, ConfigError, check_trial_config
+from greentune.analysis.constraints import Constraint
+from greentune.techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
+from greentune.techniques.space import Param
+from greentune.trainables.tasks import create_task
+from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config
 
 SEARCHERS = ("nsga2", "tpe", "random", "grid")
 SCHEDULERS = ("fifo", "asha", "moasha")

@@ -26,8 +26,8 @@ import pandas as pd
 import yaml
 from ray.tune import Callback, Stopper
 
-from analysis.layout import RESULT_FILES, TUNE_DIR, error_line, storable, tables
-from trainables.tasks import create_task
+from greentune.layout import RESULT_FILES, TUNE_DIR, error_line, storable, tables
+from greentune.trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
 from .costs import trial_energy
@@ -134,7 +134,7 @@ def _fetch_data(search: SearchConfig, address: str | None) -> None:
 
 
 def _trainable():
-    from trainables.trial import run_trial
+    from greentune.trainables.trial import run_trial
 
     return run_trial
 
@@ -377,7 +377,7 @@ class TrialLines(Callback):
         print(f"      {running} running, {len(self.finished)} finished, front of {self.front_size()}, {spent:.4g} J spent", flush=True)
 
     def front_size(self) -> int:
-        from analysis import pareto_mask
+        from greentune.analysis import pareto_mask
 
         done = pd.DataFrame([result for result in self.finished if result.get("complete")])
         if done.empty or any(name not in done for name in self.objectives):

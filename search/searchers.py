@@ -32,7 +32,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis.constraints import Constraint
+from greentune.analysis.constraints import Constraint
 
 from .config import SearchConfig, first_points
 from .costs import COST_ATTR, CostAwareSampler, projected_energy

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune.utils.util import flatten_dict
 
-from techniques import Choice, Fixed, Float, Int
+from greentune.techniques import Choice, Fixed, Float, Int
 
 from .config import SearchConfig, trial_config
 

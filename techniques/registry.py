@@ -72,7 +72,7 @@ def _register_entry_point(entry) -> None:
 
 def _technique(obj: Any, where: str) -> type[Technique]:
     if not (isinstance(obj, type) and issubclass(obj, Technique)):
-        raise ValueError(f"{where} is {obj!r}, not a subclass of techniques.Technique")
+        raise ValueError(f"{where} is {obj!r}, not a subclass of greentune.techniques.Technique")
     return obj
 
 

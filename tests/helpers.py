@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from torchvision import datasets
 
-import techniques
-from trainables.energy import CpuTimeEstimate, EnergyMeter
-from trainables.loop import Training
-from trainables.tasks import create_task
+from greentune import techniques
+from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+from greentune.trainables.loop import Training
+from greentune.trainables.tasks import create_task
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -76,7 +76,7 @@ def in_process(capsys, *args) -> subprocess.CompletedProcess:
 
     A new interpreter costs seconds of start-up; tests use one only where the process itself is the point.
     """
-    from search.cli import main
+    from greentune.cli import main
 
     code = main([*map(str, args)])
     out, err = capsys.readouterr()

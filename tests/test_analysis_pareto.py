@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis
-from analysis.pareto import minimised
+from greentune import analysis
+from greentune.analysis.pareto import minimised
 
 MODES = [("min", "min"), ("min", "max"), ("max", "min", "max")]
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-import analysis
-from analysis.report import build_figures
-from analysis.screenshot import check_report, find_browser
-from search.cli import main
+from greentune import analysis
+from greentune.analysis.report import build_figures
+from greentune.analysis.screenshot import check_report, find_browser
+from greentune.cli import main
 
 SEARCH = {
     "task": "teacher_student",
@@ -36,8 +36,8 @@ TRIALS, EVALUATIONS = 4, 2
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, local_ray) -> Path:
-    from search.config import load_search
-    from search.runner import run_search
+    from greentune.search.config import load_search
+    from greentune.search.runner import run_search
 
     directory = tmp_path_factory.mktemp("search")
     (directory / "search.yaml").write_text(yaml.safe_dump(SEARCH))
@@ -168,8 +168,8 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
 
 
 def test_gate_rates_draw_one_heatmap_per_gated_trial_not_one_plot_per_gate(tmp_path):
-    from analysis.figures import gate_figures, history_figures
-    from analysis.render import to_html_div, to_png
+    from greentune.analysis.figures import gate_figures, history_figures
+    from greentune.analysis.render import to_html_div, to_png
 
     steps = [10, 20, 30]
     gated = pd.DataFrame({"trial_id": "g", "approach": "layer-gating", "step": steps, "quality": [0.5, 0.6, 0.7],

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis
+from greentune import analysis
 
 OBJECTIVES = {"quality": "max", "energy_j": "min"}
 

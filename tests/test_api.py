@@ -57,7 +57,7 @@ def test_a_trial_builds_in_a_process_that_searched_as_a_notebook_would(local_ray
     # Ray is running in this process (the driver); a trial built here shares no GPU with anyone.
     import ray
 
-    from trainables.trial import build_training
+    from greentune.trainables.trial import build_training
 
     assert ray.is_initialized()
     training = build_training({**{key: SEARCH[key] for key in ("task", "task_options", "train")}, "device": "cpu"})

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torchvision import datasets
 
-import techniques
-from trainables.energy import CpuTimeEstimate, EnergyMeter
-from trainables.loop import Training
-from trainables.models import create_model
-from trainables.tasks import create_task
-from trainables.datasets import DataUnavailable, torchvision_dataset
-from trainables.tasks.cifar import random_crop_flip
+from greentune import techniques
+from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+from greentune.trainables.loop import Training
+from greentune.trainables.models import create_model
+from greentune.trainables.tasks import create_task
+from greentune.trainables.datasets import DataUnavailable, torchvision_dataset
+from greentune.trainables.tasks.cifar import random_crop_flip
 
 from helpers import write_cifar
 
@@ -114,7 +114,7 @@ def test_synthetic_batches_train_vgg_and_wrn_with_channels_last_and_bf16():
 
 
 def synthetic_splits(batch_size, seed, size=32):
-    from trainables.data import DeviceData
+    from greentune.trainables.data import DeviceData
 
     generator = torch.Generator().manual_seed(seed)
     inputs, labels = torch.randn(16, 3, size, size, generator=generator), torch.randint(0, 10, (16,), generator=generator)

@@ -7,10 +7,10 @@ import io
 import pytest
 import torch
 
-import techniques
-from techniques.masks import prunable_layers
-from trainables.flops import measure_step
-from trainables.models import create_model
+from greentune import techniques
+from greentune.techniques.masks import prunable_layers
+from greentune.trainables.flops import measure_step
+from greentune.trainables.models import create_model
 
 # Parameter counts with 100 classes; ResNet-20 at width 2 has the 1.096 M of Feather's Table 1.
 SIZES = {

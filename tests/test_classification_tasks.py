@@ -8,13 +8,13 @@ import pytest
 import torch
 from torchvision.datasets import KMNIST
 
-import techniques
-from trainables.augment import RandomAffine
-from trainables.datasets import write_idx
-from trainables.energy import CpuTimeEstimate, EnergyMeter
-from trainables.loop import Training
-from trainables.memory import PeakMemory
-from trainables.tasks import create_task
+from greentune import techniques
+from greentune.trainables.augment import RandomAffine
+from greentune.trainables.datasets import write_idx
+from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+from greentune.trainables.loop import Training
+from greentune.trainables.memory import PeakMemory
+from greentune.trainables.tasks import create_task
 
 
 def write_kmnist(root, train=64, test=32):
@@ -124,8 +124,8 @@ def test_parameter_equivalent_higgs_counts_its_dense_output_layer(tmp_path):
     assert task.layer_sizes("param-equivalent-0.1") == [21, 79, 79, 79, 1]
     sizes = task.layer_sizes("param-equivalent-0.03")
     narrower = [21, sizes[1] - 1, sizes[1] - 1, sizes[1] - 1, 1]
-    from trainables.models.mlp import mlp_weights
-    from trainables.tasks.classification import sparse_weights
+    from greentune.trainables.models.mlp import mlp_weights
+    from greentune.trainables.tasks.classification import sparse_weights
 
     active = sparse_weights(task.sizes, 0.03, dense_output=True)
     assert mlp_weights(narrower) < active <= mlp_weights(sizes)

@@ -21,7 +21,7 @@ from helpers import in_process
 
 def greentune(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "greentune.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
 
 

@@ -20,9 +20,9 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.cluster_utils import Cluster
 
-from search.cli import main
-from search.config import parse_search
-from search.runner import run_search
+from greentune.cli import main
+from greentune.search.config import parse_search
+from greentune.search.runner import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_greentune_run_against_a_running_ray_head(tmp_path, no_local_ray, capsys
             {"train": {"steps": 200, "eval_every": 100}, "num_trials": 2,
              "approaches": {"big": {"model": "big", "techniques": ["random_pruning"]}}}  # two configurations
         ))
-        command = [sys.executable, "-m", "search.cli", "run", "--config", str(config),
+        command = [sys.executable, "-m", "greentune.cli", "run", "--config", str(config),
                    "--results", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"]
         deadline = time.monotonic() + 120
         while True:  # the head takes a few seconds to come up

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search.config import parse_search
-from trainables.trial import ConfigError, build_training, check_trial_config
+from greentune.search.config import parse_search
+from greentune.trainables.trial import ConfigError, build_training, check_trial_config
 
 GOOD_SEARCH = {
     "task": "teacher_student",
@@ -104,7 +104,7 @@ def test_search_problems_name_the_field(change, message):
 
 
 def test_a_published_point_is_the_first_trial_the_searcher_suggests():
-    from search.searchers import make_searcher
+    from greentune.search.searchers import make_searcher
 
     point = {"approach": "data-selection", "params": {"data_selection": {"selectivity": 0.3}}}
     search = parse_search({**GOOD_SEARCH, "evaluate_first": [point, "baseline-big"]})
@@ -120,7 +120,7 @@ def test_a_published_point_is_the_first_trial_the_searcher_suggests():
 def test_the_nsga2_searcher_survives_the_pickling_ray_tune_saves_it_with():
     import pickle
 
-    from search.searchers import make_searcher
+    from greentune.search.searchers import make_searcher
 
     searcher = make_searcher(parse_search({**GOOD_SEARCH, "searcher": "nsga2", "population_size": 2}))
     searcher.suggest("t1")
@@ -147,8 +147,8 @@ def test_technique_parameters_are_checked_against_their_declared_space():
 @pytest.fixture
 def extra_techniques(monkeypatch):
     """Two more techniques: one that can stack with data selection, one that cannot."""
-    from techniques import Float, Technique
-    from techniques import registry
+    from greentune.techniques import Float, Technique
+    from greentune.techniques import registry
 
     class Masker(Technique):
         name, claims = "test_masker", frozenset({"weights"})
@@ -178,7 +178,7 @@ def test_listed_techniques_become_approaches_with_their_declared_spaces(extra_te
 
 
 def test_all_takes_every_registered_technique(extra_techniques):
-    from techniques import available
+    from greentune.techniques import available
 
     search = parse_search({"techniques": "all"})
     assert {approach.name for approach in search.approaches} == set(available())
@@ -191,7 +191,7 @@ def test_an_explicit_combination_that_cannot_work_is_an_error(extra_techniques):
 
 
 def test_a_list_of_values_makes_a_grid_and_grid_needs_lists():
-    from search.searchers import grid_points
+    from greentune.search.searchers import grid_points
 
     search = parse_search(
         {

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import pytest
 
-import techniques
-from techniques import Choice, Float, Int, Technique
-from techniques.registry import parameter_defaults
-from techniques.space import declared
+from greentune import techniques
+from greentune.techniques import Choice, Float, Int, Technique
+from greentune.techniques.registry import parameter_defaults
+from greentune.techniques.space import declared
 
 
 class Shrink(Technique):

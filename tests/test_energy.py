@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from trainables.energy import (
+from greentune.trainables.energy import (
     CpuTimeEstimate,
     EnergyMeter,
     NvmlEnergy,
@@ -174,7 +174,7 @@ class SharedFakeNvml(FakeNvml):
 
 
 def test_a_shared_gpu_splits_device_energy_by_sampled_utilisation():
-    from trainables.energy import NvmlSharedEnergy
+    from greentune.trainables.energy import NvmlSharedEnergy
 
     nvml = SharedFakeNvml({10: 30, 20: 90})
     counter = NvmlSharedEnergy(nvml, [0], interval_s=60, pid=10)
@@ -188,7 +188,7 @@ def test_a_shared_gpu_splits_device_energy_by_sampled_utilisation():
 
 
 def test_when_nvml_cannot_see_our_pid_the_split_is_equal_and_labelled_so():
-    from trainables.energy import NvmlSharedEnergy
+    from greentune.trainables.energy import NvmlSharedEnergy
 
     nvml = SharedFakeNvml({})
     counter = NvmlSharedEnergy(nvml, [0], interval_s=60, pid=99)  # a PID namespace hides ours

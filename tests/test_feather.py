@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import techniques
-from techniques.feather import Feather, FlatWeights, SparsityLoss, solve_shift, threshold_weights
+from greentune import techniques
+from greentune.techniques.feather import Feather, FlatWeights, SparsityLoss, solve_shift, threshold_weights
 
 from helpers import make_training, run_to_end
 

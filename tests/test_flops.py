@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import techniques
-from techniques import LayerDensity, Stack, Technique
+from greentune import techniques
+from greentune.techniques import LayerDensity, Stack, Technique
 
 from helpers import make_training, run_to_end
 

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import techniques
-from techniques.gates import Gate, activation, polarisation, ste
-from techniques.gating import Gating
-from trainables.energy import CpuTimeEstimate, EnergyMeter
-from trainables.loop import Training
-from trainables.models import create_model
-from trainables.tasks import create_task
+from greentune import techniques
+from greentune.techniques.gates import Gate, activation, polarisation, ste
+from greentune.techniques.gating import Gating
+from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+from greentune.trainables.loop import Training
+from greentune.trainables.models import create_model
+from greentune.trainables.tasks import create_task
 
 from helpers import make_training, run_to_end
 

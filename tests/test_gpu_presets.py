@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from search.config import load_search, sample_trial
-from search.presets import preset_path, preset_paths
-from techniques import available
-from techniques.resizing import ScheduledResize
-from trainables.trial import build_training
+from greentune.search.config import load_search, sample_trial
+from greentune.search.presets import preset_path, preset_paths
+from greentune.techniques import available
+from greentune.techniques.resizing import ScheduledResize
+from greentune.trainables.trial import build_training
 
 from helpers import write_cifar
 

@@ -108,7 +108,7 @@ def test_the_search_and_memory_checks_need_every_trial():
 
 
 def test_the_searches_the_script_runs_are_valid_search_files(monkeypatch, tmp_path):
-    from search.config import parse_search
+    from greentune.search.config import parse_search
 
     searches = []
     monkeypatch.setattr(gpu_validate, "run_search", lambda search, directory: searches.append(search) or rows(8))
@@ -135,8 +135,8 @@ class FakeTraceNvml:
 
 
 def test_premade_batches_give_the_pipelines_own_batches_with_no_work_left():
-    from trainables.data import DeviceData
-    from trainables.tasks.cifar import random_crop_flip
+    from greentune.trainables.data import DeviceData
+    from greentune.trainables.tasks.cifar import random_crop_flip
 
     data = DeviceData(torch.randn(10, 3, 8, 8), torch.arange(10), 4, augment=random_crop_flip)
     premade = gpu_validate.PremadeBatches(data)

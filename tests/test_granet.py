@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import techniques
-from techniques import Technique
-from techniques.granet import GraNet
-from techniques.masks import WeightMasks, erdos_renyi_densities, prunable_layers
+from greentune import techniques
+from greentune.techniques import Technique
+from greentune.techniques.granet import GraNet
+from greentune.techniques.masks import WeightMasks, erdos_renyi_densities, prunable_layers
 
 from helpers import make_training, run_to_end
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-import techniques
-from techniques.gradmax import consumer_weights, growth_matrices, top_right_singular_vectors
-from techniques.surgery import add_units, width_groups, widths
-from trainables.models import create_model
-from trainables.models.layers import UnitSlopeReLU
+from greentune import techniques
+from greentune.techniques.gradmax import consumer_weights, growth_matrices, top_right_singular_vectors
+from greentune.techniques.surgery import add_units, width_groups, widths
+from greentune.trainables.models import create_model
+from greentune.trainables.models.layers import UnitSlopeReLU
 
 from helpers import make_training, run_to_end
 

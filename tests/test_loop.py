@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import techniques
-from techniques import Technique
-from trainables.energy import EnergyMeter
-from trainables.loop import Training, TrainingDiverged, live_parameters
-from trainables.trial import CheckpointPolicy, check_trial_config
+from greentune import techniques
+from greentune.techniques import Technique
+from greentune.trainables.energy import EnergyMeter
+from greentune.trainables.loop import Training, TrainingDiverged, live_parameters
+from greentune.trainables.trial import CheckpointPolicy, check_trial_config
 
 from helpers import make_training, run_to_end
 
@@ -367,7 +367,7 @@ def test_a_compile_that_cannot_build_is_one_line_naming_the_fix(monkeypatch):
     import torch._dynamo
     import torch._inductor.config
 
-    from trainables.loop import CompileFailed
+    from greentune.trainables.loop import CompileFailed
 
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/no/such/c++"))
     monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)  # a cached build would need no compiler

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from techniques.masks import WeightMasks, erdos_renyi_densities, prunable_layers, random_mask
+from greentune.techniques.masks import WeightMasks, erdos_renyi_densities, prunable_layers, random_mask
 
 
 def brute_force_er(shapes, density):
@@ -70,7 +70,7 @@ def test_masks_zero_weights_gradients_and_optimizer_state():
     {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3},
 ])
 def test_fixed_masks_keep_pruned_weights_and_their_state_exactly_zero_from_the_gradients_alone(name, params, train):
-    import techniques
+    from greentune import techniques
     from helpers import make_training, run_to_end
 
     technique = techniques.create([name], {name: params})

@@ -13,18 +13,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import greentune
-import techniques
-from search.cli import main
-from trainables.energy import CpuTimeEstimate, EnergyMeter
-from trainables.loop import Training
-from trainables.tasks import SimpleTask, TrainSettings
-from trainables.trial import build_training
+from greentune import techniques
+from greentune.cli import main
+from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+from greentune.trainables.loop import Training
+from greentune.trainables.tasks import SimpleTask, TrainSettings
+from greentune.trainables.trial import build_training
 
 USER_TASKS = '''
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
-from trainables.tasks import Task, TrainSettings
+from greentune.trainables.tasks import Task, TrainSettings
 
 
 class Blobs(Task):
@@ -187,7 +187,7 @@ def test_torchvision_resnet18_trains_with_filter_pruning_and_shrinks():
     "fields, fragment",
     [
         ({"task": "no_such_package.tasks:make"}, "cannot import 'no_such_package.tasks'"),
-        ({"task": "user_tasks:not_a_task"}, "returned a list, not a trainables.tasks.Task"),
+        ({"task": "user_tasks:not_a_task"}, "returned a list, not a greentune.trainables.tasks.Task"),
         ({"approaches": {"r": {"model": "torchvision:resnet1800"}}}, "torchvision has no model 'resnet1800'"),
         ({"approaches": {"g": {"techniques": ["gating"], "model": "torchvision:resnet18"}}},
          "gating needs a model with gated blocks (a gated_resnet* model), not ResizableResNet"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.plasticity import main, pruning_plasticity
+from greentune.trainables.plasticity import main, pruning_plasticity
 
 CONFIG = {
     "task": "teacher_student",

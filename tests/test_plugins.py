@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import analysis
-from analysis.layout import RESULTS_FILES
-from search.cli import main
+from greentune import analysis
+from greentune.layout import RESULTS_FILES
+from greentune.cli import main
 
 from helpers import in_process
 
@@ -32,7 +32,7 @@ PLUGIN = '''
 
 import torch
 
-from techniques import Float, Technique
+from greentune.techniques import Float, Technique
 
 
 class GradientClipping(Technique):
@@ -80,7 +80,7 @@ def plugin(tmp_path_factory) -> dict[str, str]:
 
 
 def greentune(env, *args, cwd=None):
-    command = [sys.executable, "-m", "search.cli", *map(str, args)]
+    command = [sys.executable, "-m", "greentune.cli", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
@@ -144,7 +144,7 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
     [
         ("demo_clipping:Missing", "technique 'demo_clipping:Missing': module 'demo_clipping' has no 'Missing'"),
         ("no_such_package.module:Thing", "no module named 'no_such_package' (install it, or put its folder on PYTHONPATH)"),
-        ("demo_clipping:NotATechnique", "not a subclass of techniques.Technique"),
+        ("demo_clipping:NotATechnique", "not a subclass of greentune.techniques.Technique"),
         ("gradient_clip", "unknown technique 'gradient_clip'; choose from baseline, data_selection"),
     ],
 )

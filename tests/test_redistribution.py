@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-import techniques
-from techniques import Fixed
-from techniques.masks import WeightMasks, balanced_count, balanced_mask, fan_in_uniform_, prunable_layers, random_mask
-from techniques.redistribution import Redistribution
-from techniques.redistribution_rules import GlobalGradientGrowth, LayerSignals, LossGrowth, SecondOrderRemoval
-from techniques.registry import available
-from techniques.schedules import cosine_decay
-from techniques.selection import largest_positions, random_free_positions, top_positions
-from techniques import woodfisher
-from techniques.woodfisher import BlockFisherInverse
+from greentune import techniques
+from greentune.techniques import Fixed
+from greentune.techniques.masks import WeightMasks, balanced_count, balanced_mask, fan_in_uniform_, prunable_layers, random_mask
+from greentune.techniques.redistribution import Redistribution
+from greentune.techniques.redistribution_rules import GlobalGradientGrowth, LayerSignals, LossGrowth, SecondOrderRemoval
+from greentune.techniques.registry import available
+from greentune.techniques.schedules import cosine_decay
+from greentune.techniques.selection import largest_positions, random_free_positions, top_positions
+from greentune.techniques import woodfisher
+from greentune.techniques.woodfisher import BlockFisherInverse
 
 from helpers import make_training, run_to_end
 
@@ -287,8 +287,8 @@ def test_induced_loss_is_reported_and_bad_settings_are_refused():
 
 @pytest.mark.parametrize("preset", ["redistribution-digits", "redistribution-kmnist"])
 def test_the_presets_are_a_grid_of_every_algorithm_and_both_dense_baselines(preset):
-    from search.config import load_search
-    from search.presets import preset_path
+    from greentune.search.config import load_search
+    from greentune.search.presets import preset_path
 
     search = load_search(preset_path(preset))
     # a grid of one point per approach, repeated over seeds: nothing is left to sample

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.schedulers import MultiObjectiveASHA, Ranking, crowding_distance
+from greentune.search.schedulers import MultiObjectiveASHA, Ranking, crowding_distance
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -124,7 +124,7 @@ def test_a_warm_start_point_trains_to_the_end_and_still_sets_the_bar():
 def test_schedulers_by_name():
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
-    from search.schedulers import make_scheduler
+    from greentune.search.schedulers import make_scheduler
 
     objectives = {"quality": "min", "energy_j": "min"}
     assert type(make_scheduler({"name": "fifo"}, objectives, 7)) is FIFOScheduler

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis import approach_means
-from search.config import load_search, parse_search
-from search.presets import preset_path, preset_paths
-from search.searchers import make_searcher
-from trainables.trial import ConfigError
+from greentune.analysis import approach_means
+from greentune.search.config import load_search, parse_search
+from greentune.search.presets import preset_path, preset_paths
+from greentune.search.searchers import make_searcher
+from greentune.trainables.trial import ConfigError
 
 
 def grid_search(**extra):

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from search.cli import main
-from search.config import parse_search
-from search.runner import EnergyBudget, evaluations_per_trial, run_search
-from trainables.trial import green_score
+from greentune.cli import main
+from greentune.search.config import parse_search
+from greentune.search.runner import EnergyBudget, evaluations_per_trial, run_search
+from greentune.trainables.trial import green_score
 
 
 def test_grid_repeats_moasha_and_a_diverging_trial(tmp_path, local_ray):
@@ -100,7 +100,7 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     }
     config, results = tmp_path / "search.yaml", tmp_path / "results"
     config.write_text(yaml.safe_dump(search))
-    command = [sys.executable, "-m", "search.cli"]
+    command = [sys.executable, "-m", "greentune.cli"]
     driver = subprocess.Popen(
         [*command, "run", "--config", config, "--results", results],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -123,7 +123,7 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
 
 def test_a_trial_larger_than_a_ray_started_here_is_refused_and_on_a_cluster_only_warned(monkeypatch, capsys):
     """A GPU preset on a laptop would otherwise wait forever with 0 trials running."""
-    from search import runner
+    from greentune.search import runner
 
     monkeypatch.setattr(runner, "_cluster_resources", lambda: {"CPU": 2.0})
     gpu_search = parse_search({"techniques": ["baseline"], "resources": {"cpu": 1, "gpu": 1}})

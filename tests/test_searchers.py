@@ -7,9 +7,9 @@ import math
 import optuna
 import pytest
 
-from search.config import parse_search
-from search.costs import COST_ATTR, CostAwareSampler, predicted_log_costs
-from search.searchers import GreenOptunaSearch, SeedRepeater, make_searcher
+from greentune.search.config import parse_search
+from greentune.search.costs import COST_ATTR, CostAwareSampler, predicted_log_costs
+from greentune.search.searchers import GreenOptunaSearch, SeedRepeater, make_searcher
 
 SPACE = {"approaches": {"b": {}, "s": {"techniques": ["data_selection"]}}, "population_size": 2}
 

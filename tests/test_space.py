@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from search.config import parse_search
-from search.space import DefineByRun
+from greentune.search.config import parse_search
+from greentune.search.space import DefineByRun
 
 
 def test_only_the_chosen_approachs_parameters_are_sampled():

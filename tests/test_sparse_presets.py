@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from search.config import load_search
-from search.presets import preset_path
-from search.runner import storable
-from search.searchers import grid_points
+from greentune.search.config import load_search
+from greentune.search.presets import preset_path
+from greentune.search.runner import storable
+from greentune.search.searchers import grid_points
 
 
 def fixed_params(approach) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from techniques.surgery import (
+from greentune.techniques.surgery import (
     WidthGroup,
     add_units,
     carry_optimizer_state,
@@ -16,8 +16,8 @@ from techniques.surgery import (
     width_groups,
     widths,
 )
-from trainables.models import create_model
-from trainables.models.layers import UnitSlopeReLU
+from greentune.trainables.models import create_model
+from greentune.trainables.models.layers import UnitSlopeReLU
 
 
 def conv_net() -> nn.Sequential:

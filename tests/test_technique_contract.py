@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
-import techniques
-from techniques import Choice
+from greentune import techniques
+from greentune.techniques import Choice
 
 from helpers import make_training, run_to_end
 

@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.utils.flop_counter import FlopCounterMode
 
-from techniques.base import LayerDensity
-from techniques.masks import PRUNABLE
+from greentune.techniques.base import LayerDensity
+from greentune.techniques.masks import PRUNABLE
 
 FlopCounts = Mapping[str, Mapping[object, int]]
 

@@ -41,8 +41,8 @@ from typing import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from techniques import LayerDensity, Technique
-from techniques.schedules import cosine_decay
+from greentune.techniques import LayerDensity, Technique
+from greentune.techniques.schedules import cosine_decay
 
 from .energy import EnergyMeter
 from .flops import StepFlops, measure_step

@@ -9,7 +9,7 @@ at t. Plasticity is the quality after the continuation minus the quality
 just before pruning. The pre-training may itself be sparse: its zeros are
 kept as the starting mask.
 
-    python -m trainables.plasticity --config trial.yaml --epochs 2,5,10 \\
+    python -m greentune.trainables.plasticity --config trial.yaml --epochs 2,5,10 \\
         --rates 0.2,0.5,0.9,0.98 --continue-epochs 3 --seeds 0,1
 
 ``trial.yaml`` is one trial's config (``task``, ``model``, ``techniques``,
@@ -31,8 +31,8 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from techniques import Technique
-from techniques.masks import WeightMasks, prunable_layers
+from greentune.techniques import Technique
+from greentune.techniques.masks import WeightMasks, prunable_layers
 
 from .loop import Training
 from .tasks import create_task

@@ -32,9 +32,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-import techniques
-from analysis.layout import MODEL_FILE
-from techniques.registry import available
+from greentune import techniques
+from greentune.layout import MODEL_FILE
+from greentune.techniques.registry import available
 
 from .energy import DEFAULT_WATTS_PER_CORE, open_meter
 from .loop import Training, TrainingDiverged

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from techniques.masks import keep_dense
+from greentune.techniques.masks import keep_dense
 
 from . import register_model
 from .layers import UnitSlopeReLU

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from techniques.surgery import WidthGroup
+from greentune.techniques.surgery import WidthGroup
 
 PREFIX = "torchvision:"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from techniques.surgery import WidthGroup
+from greentune.techniques.surgery import WidthGroup
 
 from . import register_model
 from .layers import UnitSlopeReLU

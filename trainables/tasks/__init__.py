@@ -19,7 +19,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
-from techniques.space import is_number
+from greentune.techniques.space import is_number
 
 from ..data import DeviceData, as_data
 from ..imports import load_object
@@ -229,7 +229,7 @@ def _imported_task(path: str, options: Mapping[str, Any]) -> Task:
         raise ValueError(f"task {path!r}: {error}") from None
     if not isinstance(task, Task):
         raise ValueError(
-            f"task {path!r} returned a {type(task).__name__}, not a trainables.tasks.Task; "
+            f"task {path!r} returned a {type(task).__name__}, not a greentune.trainables.tasks.Task; "
             "return a Task subclass's instance or a SimpleTask"
         )
     if not isinstance(getattr(task, "name", None), str):
@@ -237,7 +237,7 @@ def _imported_task(path: str, options: Mapping[str, Any]) -> Task:
     missing = [attribute for attribute in ("models", "default_model") if not hasattr(task, attribute)]
     if missing or task.mode not in ("min", "max"):
         what = f"sets no {missing[0]}" if missing else f"has mode {task.mode!r}, not 'min' or 'max'"
-        raise ValueError(f"task {path!r} {what}; see trainables.tasks.Task for what a task gives")
+        raise ValueError(f"task {path!r} {what}; see greentune.trainables.tasks.Task for what a task gives")
     return task
 
 

@@ -22,7 +22,7 @@ from typing import ClassVar, Sequence
 import torch
 import torch.nn.functional as F
 
-from techniques.masks import balanced_count
+from greentune.techniques.masks import balanced_count
 
 from ..data import DeviceData
 from ..models import create_model

@@ -14,16 +14,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-import greentune
-from greentune import UsageError
-
-from .presets import describe_presets
+from . import api
+from .errors import INTERRUPTED, USAGE_ERROR, UsageError
 
 if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do without it
-    from .config import SearchConfig
-
-USAGE_ERROR = 2
-
+    from greentune.search.config import SearchConfig
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
@@ -39,22 +34,22 @@ def command_run(args: argparse.Namespace) -> int:
     flags = {"num_trials": args.num_trials, "seed": args.seed, "energy_budget_j": args.energy_budget}
     overrides = {field: value for field, value in flags.items() if value is not None}
     search = Path(args.config) if args.config else (args.preset or "default")
-    results = greentune.run(search, results=args.results, address=args.address, storage=args.storage, **overrides)
+    results = api.run(search, results=args.results, address=args.address, storage=args.storage, **overrides)
     _summarise(results)
     return 0
 
 
 def command_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted search in its results directory."""
-    results = greentune.resume(args.results, address=args.address)
+    results = api.resume(args.results, address=args.address)
     _summarise(results)
     return 0
 
 
-def _summarise(run: greentune.Results) -> None:
-    from analysis.repeats import format_approach_means
+def _summarise(run: api.Results) -> None:
+    from greentune.analysis.repeats import format_approach_means
 
-    from .costs import trial_energy
+    from greentune.search.costs import trial_energy
 
     results, search = run.trials, run.search
 
@@ -77,7 +72,7 @@ def _summarise(run: greentune.Results) -> None:
 
 def budget_outcome(results: pd.DataFrame, search: SearchConfig) -> str:
     """The hypervolume the finished trials reached, against the reference point ``greentune analyze`` uses."""
-    from analysis import hypervolume, rankable, reference_point
+    from greentune.analysis import hypervolume, rankable, reference_point
 
     finished = results[results["status"] == "finished"]
     if finished.empty or not rankable(finished, search.objectives).any():
@@ -89,8 +84,8 @@ def budget_outcome(results: pd.DataFrame, search: SearchConfig) -> str:
 
 def front_table(results: pd.DataFrame, objectives: dict[str, str], constraints=()) -> str:
     """The Pareto-optimal finished trials that meet the constraints, with their technique parameters."""
-    from analysis import format_front, pareto_front
-    from analysis.constraints import feasible
+    from greentune.analysis import format_front, pareto_front
+    from greentune.analysis.constraints import feasible
 
     finished = feasible(results[results["status"] == "finished"], list(constraints))
     if finished.empty:
@@ -100,11 +95,11 @@ def front_table(results: pd.DataFrame, objectives: dict[str, str], constraints=(
 
 def command_analyze(args: argparse.Namespace) -> int:
     """Print a search's front and tables; write its plots and one HTML report next to its results."""
-    import analysis
-    from analysis.report import REPORT_FILE
+    from greentune import analysis
+    from greentune.analysis.report import REPORT_FILE
 
-    out = Path(args.out) if args.out else greentune.api.report_directory(args.path)
-    result = greentune.analyze(
+    out = Path(args.out) if args.out else api.report_directory(args.path)
+    result = api.analyze(
         args.path, objectives=args.objectives, baseline=args.baseline, constraints=args.constraint, rows=args.rows,
         report=False if args.no_report else out,
     )
@@ -122,13 +117,15 @@ def command_analyze(args: argparse.Namespace) -> int:
 
 def command_presets(args: argparse.Namespace) -> int:
     """List the named searches."""
+    from greentune.search.presets import describe_presets
+
     print("\n".join(describe_presets()))
     return 0
 
 
 def command_techniques(args: argparse.Namespace) -> int:
     """List techniques with each parameter's default and the domain a search samples."""
-    table = greentune.techniques(*args.names)
+    table = api.list_techniques(*args.names)
     for (name, origin), rows in table.groupby(["technique", "origin"], sort=False):
         print(f"{name} ({origin})")
         for row in rows.itertuples():
@@ -141,7 +138,7 @@ def command_techniques(args: argparse.Namespace) -> int:
 
 def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
-    _, search = greentune.api.load(Path(args.file))
+    _, search = api.load(Path(args.file))
     approaches = ", ".join(approach.name for approach in search.approaches)
     print(f"{args.file}: ok ({search.settings['num_trials']} trials over {approaches})")
     return 0
@@ -239,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,20 @@
+"""The error a user can fix, and the command line's exit codes.
+
+A leaf module: the API raises ``UsageError`` and the command line turns it
+into one line per problem and ``USAGE_ERROR``, with neither importing the other
+for it.
+"""
+
+from __future__ import annotations
+
+USAGE_ERROR = 2  # a mistake in what the user asked for: a flag, a search file, a name
+INTERRUPTED = 130  # the user pressed Ctrl-C
+
+
+class UsageError(Exception):
+    """A problem the user can fix; each line of ``lines`` names one and says what to do."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__("; ".join(self.lines))
+
