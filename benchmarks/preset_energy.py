@@ -40,11 +40,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     search = load_search(preset_path(args.preset))
-    reference = (search.settings["summary"] or {}).get("reference") or search.approaches[-1].name
+    reference = (search.settings.summary and search.settings.summary.reference) or search.approaches[-1].name
     runs: dict[str, list[dict]] = {approach.name: [] for approach in search.approaches}
     for round_index in range(args.rounds):
         for approach in search.approaches:
-            config = {**sample_trial(search.settings, approach), "seed": search.settings["seed"] + round_index}
+            config = {**sample_trial(search.settings, approach), "seed": search.settings.seed + round_index}
             runs[approach.name].append(train(config))
     source = runs[reference][0]["energy_source"]
     print(f"{args.preset}: {args.rounds} interleaved rounds in one process, medians; energy source: {source}")

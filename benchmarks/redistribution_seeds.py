@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     search = load_search(preset_path(args.preset))
-    seeds = [search.settings["seed"] + k for k in range(args.seeds or search.settings["repeats"])]
+    seeds = [search.settings.seed + k for k in range(args.seeds or search.settings.repeats)]
     configs = [
         (approach.name, {**sample_trial(search.settings, approach), "seed": seed})
         for approach in search.approaches

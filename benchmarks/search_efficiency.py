@@ -93,8 +93,7 @@ DIGITS_SPARSE = {
     "objectives": ["quality", "energy_j"],
     # greentune's settings for it, as the default preset's: the baseline every paper compares with first.
     "evaluate_first": ["dense"],
-    "searcher": "tpe",
-    "cheapest_of": 3,
+    "searcher": {"name": "tpe", "cheapest_of": 3},
     "scheduler": {**MOASHA, "max_t": 6},
 }
 
@@ -128,14 +127,14 @@ ABLATIONS = {
         "baseline-small", "baseline-big",
     ]},
     "greentune-no-projection": {"scheduler": {**DEFAULT["scheduler"], "project_costs": False}},
-    "greentune-not-cost-aware": {"cheapest_of": 1},
+    "greentune-not-cost-aware": {"searcher": {"cheapest_of": 1}},
     "greentune-linear-selectivity": {"approaches": {**DEFAULT["approaches"], "data-selection": {
         **DEFAULT["approaches"]["data-selection"], "params": {"data_selection": {"selectivity": {"low": 0.1, "high": 1.0}, "on_skip": "last"}}}}},
     "greentune-ds30-only": {"evaluate_first": DEFAULT["evaluate_first"][:1]},
-    "greentune-cheapest-5": {"cheapest_of": 5},
+    "greentune-cheapest-5": {"searcher": {"cheapest_of": 5}},
     "greentune-rf2": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 2}},
     "greentune-rf4": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 4}},
-    "greentune-startup-5": {"startup_trials": 5},
+    "greentune-startup-5": {"searcher": {"startup_trials": 5}},
 }
 
 # --- the papers' points, as trial configs of the space ---
@@ -190,7 +189,7 @@ class Greentune:
 
     def __init__(self, search: SearchConfig):
         self.searcher = make_searcher(search)
-        self.scheduler = make_scheduler(search.settings["scheduler"], search.objectives, evaluations_per_trial(search))
+        self.scheduler = make_scheduler(search.settings.scheduler, search.objectives, evaluations_per_trial(search))
         self.configs: dict[str, dict] = {}
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -217,11 +216,11 @@ class SyneTuneMOASHA:
 
         np.random.seed(seed)  # Syne Tune samples configurations and brackets from numpy's global generator
         self.search, self.signs = search, {name: 1 if mode == "min" else -1 for name, mode in search.objectives.items()}
-        settings = search.settings["scheduler"]
+        settings = search.settings.scheduler
         self.scheduler = SyneMOASHA(
             flat_space(search), metrics=[f"minimised/{name}" for name in search.objectives], do_minimize=True,
-            max_t=evaluations_per_trial(search), grace_period=settings["grace_period"],
-            reduction_factor=settings["reduction_factor"], random_seed=seed,
+            max_t=evaluations_per_trial(search), grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor, random_seed=seed,
         )
         self.trials: dict[str, Any] = {}
 
@@ -369,9 +368,17 @@ def run(method, table: TrialTable, budget_j: float, max_trials: int) -> pd.DataF
 def method_search(space: Space, overrides: dict[str, Any], seed: int) -> SearchConfig:
     raw = {**copy.deepcopy(space.search), **copy.deepcopy(overrides), "seed": seed}
     raw.pop("description", None)
+    if "searcher" in overrides:  # a method names its searcher; the space's searcher options (cheapest_of) stay
+        named = overrides["searcher"]
+        raw["searcher"] = {**as_mapping(space.search.get("searcher", {})), **as_mapping(named)}
     if "max_t" in space.search.get("scheduler", {}) and raw["scheduler"].get("name") != "fifo":
         raw["scheduler"] = {**raw["scheduler"], "max_t": space.search["scheduler"]["max_t"]}
     return parse_search(raw)
+
+
+def as_mapping(searcher: str | dict) -> dict:
+    """A searcher given by name alone, as the mapping it stands for."""
+    return {"name": searcher} if isinstance(searcher, str) else dict(searcher)
 
 
 def make_method(name: str, space: Space, seed: int, grid: list[dict]):

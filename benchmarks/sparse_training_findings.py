@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     search = load_search(preset_path(args.preset))
-    task = create_task(search.settings["task"], **dict(search.settings["task_options"] or {}))
+    task = create_task(search.settings.task, **dict(search.settings.task_options))
     better = min if task.mode == "min" else max
     quality: dict[str, list[float]] = {}
     print(f"{args.preset}: seeds 0..{args.seeds - 1}" + (f", sparsity {args.sparsity}" if args.sparsity else ""))

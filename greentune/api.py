@@ -64,9 +64,9 @@ def run(
 
     name, config = load(search, **overrides)
     directory = Path(results) if results is not None else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    budget = config.settings["energy_budget_j"]
+    budget = config.settings.budgets.energy_budget_j
     limit = f" (or until {budget:.4g} J are spent)" if budget else ""
-    print(f"greentune: {config.settings['num_trials']} trials of {name!r}{limit}; results in {directory.resolve()}", flush=True)
+    print(f"greentune: {config.settings.budgets.num_trials} trials of {name!r}{limit}; results in {directory.resolve()}", flush=True)
     try:
         trials = run_search(config, directory, address=address, storage=storage)
     except ValueError as error:  # a cluster that cannot be reached, a grid without lists

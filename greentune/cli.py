@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from . import api
-from .errors import INTERRUPTED, USAGE_ERROR, UsageError
+from .errors import INTERRUPTED, USAGE_ERROR, SearchFileWarning, UsageError
 
 if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do without it
     from greentune.search.config import SearchConfig
@@ -48,7 +49,6 @@ def command_resume(args: argparse.Namespace) -> int:
 
 def _summarise(run: api.Results) -> None:
     from greentune.analysis.repeats import format_approach_means
-
     from greentune.search.costs import trial_energy
 
     results, search = run.trials, run.search
@@ -58,13 +58,13 @@ def _summarise(run: api.Results) -> None:
     counts = ", ".join(f"{count} {status}" for status, count in results["status"].value_counts().items())
     print()
     print(front_table(results, search.objectives, search.constraints))
-    summary = search.settings["summary"]
+    summary = search.settings.summary
     if summary:
         print("\nEach approach over its finished trials (mean ± std over seeds):")
         order = [approach.name for approach in search.approaches]
-        print(format_approach_means(results, summary["columns"], summary.get("reference"), order))
+        print(format_approach_means(results, list(summary.columns), summary.reference, order))
     print(f"\ntrials: {counts}; energy spent by the search: {spent:.4g} J ({sources}), stopped trials included")
-    budget = search.settings["energy_budget_j"]
+    budget = search.settings.budgets.energy_budget_j
     if budget:
         print(f"energy budget: {spent / budget:.0%} of {budget:.4g} J spent; {budget_outcome(results, search)}")
     print(f"results: {run.directory / 'results.parquet'} (and results.csv, history.parquet)")
@@ -140,7 +140,7 @@ def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
     _, search = api.load(Path(args.file))
     approaches = ", ".join(approach.name for approach in search.approaches)
-    print(f"{args.file}: ok ({search.settings['num_trials']} trials over {approaches})")
+    print(f"{args.file}: ok ({search.settings.budgets.num_trials} trials over {approaches})")
     return 0
 
 
@@ -222,21 +222,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _show=warnings.showwarning) -> None:
+    """A search file's warning is one line, as its errors are; any other warning shows as Python shows it."""
+    if issubclass(category, SearchFileWarning):
+        print(f"greentune: warning: {message}", file=sys.stderr)
+    else:
+        _show(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
-    except UsageError as error:
-        if debug:
-            raise
-        for line in error.lines:
-            print(f"greentune: error: {line}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
-        return INTERRUPTED
+    with warnings.catch_warnings():  # restores Python's own display when the command returns
+        warnings.showwarning = _show_warning
+        try:
+            args = build_parser().parse_args(argv)
+            return args.handler(args)
+        except UsageError as error:
+            if debug:
+                raise
+            for line in error.lines:
+                print(f"greentune: error: {line}", file=sys.stderr)
+            return USAGE_ERROR
+        except KeyboardInterrupt:
+            print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
+            return INTERRUPTED
 
 
 if __name__ == "__main__":

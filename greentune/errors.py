@@ -18,3 +18,6 @@ class UsageError(Exception):
         self.lines = list(lines)
         super().__init__("; ".join(self.lines))
 
+
+class SearchFileWarning(FutureWarning):
+    """A search file uses a form that still reads but has a newer spelling; the command prints it as one line."""

@@ -26,6 +26,7 @@ so a user fixes a file in one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -40,50 +41,8 @@ from greentune.techniques.space import Param
 from greentune.trainables.tasks import create_task
 from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config
 
-SEARCHERS = ("nsga2", "tpe", "random", "grid")
-SCHEDULERS = ("fifo", "asha", "moasha")
-DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "task": "teacher_student",
-    "task_options": {},
-    "train": {},
-    "techniques": [],
-    "combinations": "none",
-    "evaluate_first": [],
-    "objectives": ["quality", "energy_j"],
-    "constraints": [],
-    "score": {"weight": 0.1, "reference_j": 1.0},
-    "searcher": "nsga2",
-    "population_size": 16,
-    "startup_trials": 10,
-    "cheapest_of": 1,
-    "scheduler": {"name": "fifo"},
-    "num_trials": 20,
-    "repeats": 1,
-    "time_budget_s": None,
-    "energy_budget_j": None,
-    "retries": 1,
-    "seed": 0,
-    "resources": {"cpu": 1, "gpu": "auto"},
-    "max_concurrent": None,
-    "device": "auto",
-    "energy": {},
-    "checkpoint_every": "auto",
-    "summary": None,
-}
-FIELDS = {"approaches", *DEFAULTS}
-# The fields whose values must have one YAML shape, with an example of it for the error.
-SHAPES: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "description": (str, "a line of text"),
-    "task": (str, "teacher_student or my_pkg.tasks:make_task"),
-    "task_options": (dict, "{num_samples: 1000}"),
-    "train": (dict, "{steps: 3500, lr: 0.01}"),
-    "techniques": ((list, str), "[data_selection, gradmax] or all"),
-    "evaluate_first": (list, "[baseline-big]"),
-    "constraints": (list, '["quality <= 0.04"]'),
-    "energy": (dict, "{watts_per_core: 10}"),
-    "approaches": (dict, "{baseline-big: {techniques: [baseline], model: big}}"),
-}
+from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Settings, read_settings
+
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
 
 
@@ -122,18 +81,26 @@ class Approach:
 
 @dataclass
 class SearchConfig:
+    """A checked search: its approaches, its objectives with their modes, and its typed settings."""
+
     approaches: list[Approach]
     objectives: dict[str, str]  # column -> "min" | "max"
-    settings: dict[str, Any] = field(default_factory=dict)  # every field of DEFAULTS, resolved
+    settings: Settings = field(default_factory=Settings)
     source: dict[str, Any] = field(default_factory=dict)  # the YAML as given, for the record
 
     def trial_base(self) -> dict[str, Any]:
-        """The fields every trial config shares."""
-        return {key: self.settings[key] for key in SHARED_TRIAL_FIELDS}
+        """The fields every trial config shares, as plain values."""
+        base = {key: getattr(self.settings, key) for key in SHARED_TRIAL_FIELDS}
+        base.update(energy=self.settings.energy.trial_config(), score=dataclasses.asdict(self.settings.score))
+        return {key: dict(value) if isinstance(value, Mapping) else value for key, value in base.items()}
 
     @property
     def constraints(self) -> list[Constraint]:
-        return [Constraint.parse(text) for text in self.settings["constraints"]]
+        return [Constraint.parse(text) for text in self.settings.constraints]
+
+    def first_points(self) -> list[dict[str, Any]]:
+        """``evaluate_first`` as Optuna parameters (see ``first_points``)."""
+        return first_points(list(self.settings.evaluate_first), self.approaches)
 
 
 def load_search(path: Path) -> SearchConfig:
@@ -155,28 +122,34 @@ def read_search_file(path: Path) -> Any:
 def parse_search(raw: Any) -> SearchConfig:
     if not isinstance(raw, dict):
         raise ConfigError(["a search file must be a mapping of fields such as task, approaches, objectives"])
-    problems = [f"unknown field {key!r}; valid fields: {', '.join(sorted(FIELDS))}" for key in raw if key not in FIELDS]
-    raw_checked = _with_shapes_checked(raw, problems)
-    settings = {key: default if raw_checked.get(key) is None else raw_checked[key] for key, default in DEFAULTS.items()}
-    specs = dict(raw_checked.get("approaches") or {})
-    specs.update(_generated_approaches(settings, problems))
+    fields = ("approaches", *FILE_FIELDS)
+    problems = [f"unknown field {key!r}; valid fields: {', '.join(sorted(fields))}" for key in raw
+                if key not in fields and key not in LEGACY_SEARCHER_FIELDS]
+    settings = read_settings({key: value for key, value in raw.items() if key != "approaches"}, problems)
+    specs = raw.get("approaches") or {}
+    if not isinstance(specs, dict):
+        problems.append(f"approaches must look like {{baseline-big: {{techniques: [baseline], model: big}}}}, got {specs!r}")
+        specs = {}
+    specs = {**specs, **_generated_approaches(settings, problems)}
     approaches = [_parse_approach(name, spec, problems) for name, spec in specs.items()]
     if not approaches:
         problems.append("no approaches; list some under approaches, or name techniques: [...]")
     names = [approach.name for approach in approaches]
-    problems += _first_point_problems(settings["evaluate_first"], approaches)
+    problems += _first_point_problems(list(settings.evaluate_first), approaches)
     _check_settings(settings, problems)
-    problems += _summary_problems(settings["summary"], names)
-    if settings["searcher"] == "grid":  # a grid's size is its points: approaches x listed values
+    if settings.summary and settings.summary.reference is not None and settings.summary.reference not in names:
+        problems.append(f"summary.reference names {settings.summary.reference!r}, which is not an approach")
+    if settings.searcher.name == "grid":  # a grid's size is its points: approaches x listed values
         try:
-            settings["num_trials"] = sum(math.prod(map(len, a.grid_dimensions().values())) for a in approaches)
+            points = sum(math.prod(map(len, a.grid_dimensions().values())) for a in approaches)
+            settings = dataclasses.replace(settings, budgets=dataclasses.replace(settings.budgets, num_trials=points))
         except ValueError as error:
             problems.append(str(error))
     objectives: dict[str, str] = {}
     task_problem = None
     try:
-        task = create_task(settings["task"], **dict(settings["task_options"] or {}))
-        objectives = _objectives(settings["objectives"], task.mode, problems)
+        task = create_task(settings.task, **dict(settings.task_options))
+        objectives = _objectives(settings.objectives, task.mode, problems)
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
@@ -189,63 +162,33 @@ def parse_search(raw: Any) -> SearchConfig:
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
 
 
-def _with_shapes_checked(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """``raw`` less the fields of the wrong shape, each reported, so that the checks after it see usable values."""
-    checked = dict(raw)
-    for key, (shape, example) in SHAPES.items():
-        if raw.get(key) is not None and not isinstance(raw[key], shape):
-            problems.append(f"{key} must look like {example}, got {raw[key]!r}")
-            del checked[key]
-    return checked
+def _check_settings(settings: Settings, problems: list[str]) -> None:
+    """What the settings' own rules cannot see: names in the registries, checkpoints, constraints."""
+    from .schedulers import SCHEDULERS  # here, not at the top: the searchers build on this module
+    from .searchers import SEARCHERS
 
-
-def _check_settings(settings: dict[str, Any], problems: list[str]) -> None:
-    if settings["searcher"] not in SEARCHERS:
-        problems.append(f"searcher {settings['searcher']!r} is unknown; choose from {', '.join(SEARCHERS)}")
-    for key in ("num_trials", "population_size", "startup_trials", "cheapest_of", "repeats"):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            problems.append(f"{key} must be a positive integer, got {settings[key]!r}")
+    for registry, name in ((SEARCHERS, settings.searcher.name), (SCHEDULERS, settings.scheduler.name)):
+        if name not in registry:
+            problems.append(str(registry.unknown(name)))
     try:
-        CheckpointPolicy(settings["checkpoint_every"])
+        CheckpointPolicy(settings.checkpoint_every)
     except ValueError as error:
         problems.append(str(error))
-    if not isinstance(settings["retries"], int) or settings["retries"] < 0:
-        problems.append(f"retries must be an integer >= 0, got {settings['retries']!r}")
-    for key in ("time_budget_s", "energy_budget_j"):
-        if settings[key] is not None and not (isinstance(settings[key], (int, float)) and settings[key] > 0):
-            problems.append(f"{key} must be a positive number (or left out), got {settings[key]!r}")
-    resources = settings["resources"] if isinstance(settings["resources"], dict) else {}
-    if set(resources) - {"cpu", "gpu"} or not isinstance(settings["resources"], dict):
-        problems.append(f"resources takes cpu and gpu per trial, e.g. {{cpu: 1, gpu: auto}}; got {settings['resources']!r}")
-    gpu = resources.get("gpu", "auto")
-    if gpu != "auto" and not (isinstance(gpu, (int, float)) and gpu >= 0):
-        problems.append(f"resources.gpu must be auto or a number >= 0 (0.25 packs four trials on a GPU), got {gpu!r}")
-    scheduler = settings["scheduler"] if isinstance(settings["scheduler"], dict) else {"name": settings["scheduler"]}
-    settings["scheduler"] = scheduler
-    if scheduler.get("name", "fifo") not in SCHEDULERS:
-        problems.append(f"scheduler {scheduler.get('name')!r} is unknown; choose from {', '.join(SCHEDULERS)}")
-    valid = ("name", "grace_period", "reduction_factor", "max_t", "tie_break", "project_costs")
-    unknown = set(scheduler) - set(valid)
-    if unknown:
-        problems.append(f"scheduler has no setting {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
-    for text in settings["constraints"] or []:
+    for text in settings.constraints:
         try:
             Constraint.parse(text)
         except ValueError as error:
             problems.append(str(error))
-    score = settings["score"]
-    if not isinstance(score, dict) or set(score) - {"weight", "reference_j"}:
-        problems.append(f"score takes weight and reference_j, got {score!r}")
 
 
-def _generated_approaches(settings: dict[str, Any], problems: list[str]) -> dict[str, dict]:
+def _generated_approaches(settings: Settings, problems: list[str]) -> dict[str, dict]:
     """One approach per listed technique (``all``: every registered one), plus combinations."""
-    listed = settings["techniques"]
+    listed = settings.techniques
     names = sorted(available()) if listed == "all" else list(listed or [])
     generated: dict[str, dict] = {}
     for name in names:
         generated[name] = {"techniques": [name]}
-    combinations = settings["combinations"]
+    combinations = settings.combinations
     if combinations == "pairs":
         groups = [list(pair) for pair in itertools.combinations([n for n in names if n != "baseline"], 2)]
         compatible_only = True
@@ -366,20 +309,6 @@ def _first_point_problems(entries: Any, approaches: list[Approach]) -> list[str]
     return problems
 
 
-def _summary_problems(summary: Any, approaches: list[str]) -> list[str]:
-    """``summary: {columns: [...], reference: APPROACH}``: the per-approach table the CLI prints."""
-    if summary is None:
-        return []
-    if not isinstance(summary, dict) or set(summary) - {"columns", "reference"}:
-        return ["summary takes columns (a list of metric names) and reference (an approach)"]
-    columns = summary.get("columns", [])
-    problems = [] if isinstance(columns, list) and columns else ["summary.columns must be a non-empty list of metrics"]
-    reference = summary.get("reference")
-    if reference is not None and reference not in approaches:
-        problems.append(f"summary.reference names {reference!r}, which is not an approach")
-    return problems
-
-
 def _narrow(domain: Param, override: Any) -> Param | Fixed:
     """A list narrows a numeric range to those values (grid points); anything else as ``Param.narrow``."""
     if isinstance(override, list) and not isinstance(domain, Choice):
@@ -395,7 +324,7 @@ def _objectives(entries: Any, quality_mode: str, problems: list[str]) -> dict[st
     if isinstance(entries, dict):  # {column: mode}, as search.yaml records them
         entries = [f"{column}:{mode}" for column, mode in entries.items()]
     objectives = {}
-    for entry in entries if isinstance(entries, list) else [entries]:
+    for entry in entries if isinstance(entries, (list, tuple)) else [entries]:
         column, _, mode = str(entry).partition(":")
         mode = mode or (quality_mode if column == "quality" else "min")
         if mode not in ("min", "max"):
@@ -419,7 +348,7 @@ def trial_config(search: SearchConfig, approach: Approach, values: Mapping[str, 
     return config
 
 
-def sample_trial(settings: Mapping[str, Any], approach: Approach) -> dict[str, Any]:
+def sample_trial(settings: Settings, approach: Approach) -> dict[str, Any]:
     """A trial config of ``approach`` with every searched parameter at its lower end."""
     values = {}
     for technique, domains in approach.space.items():
@@ -427,4 +356,4 @@ def sample_trial(settings: Mapping[str, Any], approach: Approach) -> dict[str, A
             parameter: domain.value if isinstance(domain, Fixed) else domain.options[0] if isinstance(domain, Choice) else domain.low
             for parameter, domain in domains.items()
         }
-    return trial_config(SearchConfig([], {}, dict(settings)), approach, values)
+    return trial_config(SearchConfig([], {}, settings), approach, values)

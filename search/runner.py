@@ -32,6 +32,7 @@ from greentune.trainables.tasks import create_task
 from .config import SearchConfig, parse_search
 from .costs import trial_energy
 from .schedulers import make_scheduler
+from .settings import Resources
 
 def run_search(
     search: SearchConfig, results_dir: Path, *, address: str | None = None, storage: str | None = None
@@ -56,10 +57,10 @@ def run_search(
         tune.with_resources(_trainable(), resources),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(search),
-            scheduler=make_scheduler(search.settings["scheduler"], search.objectives, evaluations_per_trial(search)),
-            num_samples=search.settings["num_trials"] * search.settings["repeats"],
+            scheduler=make_scheduler(search.settings.scheduler, search.objectives, evaluations_per_trial(search)),
+            num_samples=search.settings.budgets.num_trials * search.settings.repeats,
             max_concurrent_trials=_concurrency(search, resources),
-            time_budget_s=search.settings["time_budget_s"],
+            time_budget_s=search.settings.budgets.time_budget_s,
             # Workers are reused only on a Ray started here, one node that lives and dies with the search.
             # On a cluster each trial starts its own: Ray Tune 2.60 errors a trial for good, whatever
             # ``retries`` says, when its node dies while a reused worker is being reset for it.
@@ -99,15 +100,15 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
 
 def evaluations_per_trial(search: SearchConfig) -> int:
     """How many results a full trial reports: the schedulers' ``max_t``."""
-    scheduler = search.settings["scheduler"]
-    if scheduler.get("max_t"):
-        return int(scheduler["max_t"])
+    scheduler = search.settings.scheduler
+    if scheduler.max_t:
+        return scheduler.max_t
     task = search_task(search)
     counts = []
     for approach in search.approaches:
-        settings = task.defaults.override({**search.settings["train"], **approach.train})
+        settings = task.defaults.override({**search.settings.train, **approach.train})
         if settings.epochs is not None:
-            if scheduler.get("name", "fifo") != "fifo":
+            if scheduler.name != "fifo":
                 raise ValueError("with train.epochs set, give scheduler.max_t (evaluations per trial) explicitly")
             return 1
         counts.append(math.ceil(settings.steps / settings.eval_every))
@@ -115,7 +116,7 @@ def evaluations_per_trial(search: SearchConfig) -> int:
 
 
 def search_task(search: SearchConfig):
-    return create_task(search.settings["task"], **dict(search.settings["task_options"] or {}))
+    return create_task(search.settings.task, **dict(search.settings.task_options))
 
 
 def _fetch_data(search: SearchConfig, address: str | None) -> None:
@@ -182,7 +183,7 @@ def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, fl
     A cluster may still add nodes (an autoscaling one does on demand), so there it is a warning.
     """
     cluster = _cluster_resources()
-    resources = trial_resources(search.settings["resources"], cluster)
+    resources = trial_resources(search.settings.resources, cluster)
     short = [f"{resources[key]:g} {name}" for key, name in (("cpu", "CPU"), ("gpu", "GPU")) if resources[key] > cluster.get(name, 0)]
     if short:
         what = (f"each trial asks for {' and '.join(short)}, more than the Ray at hand has "
@@ -217,8 +218,8 @@ def _cluster_resources() -> dict[str, float]:
 
 
 def _concurrency(search: SearchConfig, resources: Mapping[str, float]) -> int:
-    if search.settings["max_concurrent"]:
-        return int(search.settings["max_concurrent"])
+    if search.settings.max_concurrent:
+        return search.settings.max_concurrent
     cluster = _cluster_resources()
     limits = [cluster.get("CPU", 1) // max(resources["cpu"], 1e-9)]
     if resources["gpu"]:
@@ -229,7 +230,7 @@ def _concurrency(search: SearchConfig, resources: Mapping[str, float]) -> int:
 def _run_config(search: SearchConfig, results_dir: Path, storage: str | None):
     from ray import tune
 
-    budget = search.settings["energy_budget_j"]
+    budget = search.settings.budgets.energy_budget_j
     return tune.RunConfig(
         name=results_dir.name if storage else TUNE_DIR,
         storage_path=storage or str(results_dir),
@@ -237,7 +238,7 @@ def _run_config(search: SearchConfig, results_dir: Path, storage: str | None):
         callbacks=[TrialLines(search.objectives)],
         stop=EnergyBudget(budget) if budget else None,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        failure_config=tune.FailureConfig(max_failures=search.settings["retries"]),
+        failure_config=tune.FailureConfig(max_failures=search.settings.retries),
     )
 
 
@@ -271,18 +272,18 @@ class EnergyBudget(Stopper):
         return sum(self.spent.values()) >= self.joules
 
 
-def trial_resources(requested: Mapping[str, Any], cluster: Mapping[str, float]) -> dict[str, float]:
+def trial_resources(requested: Resources, cluster: Mapping[str, float]) -> dict[str, float]:
     """CPUs and GPUs per trial; ``gpu: auto`` gives each trial one GPU where the cluster has any.
 
-    >>> trial_resources({"cpu": 1, "gpu": "auto"}, {"CPU": 16, "GPU": 2})
+    >>> trial_resources(Resources(cpu=1, gpu="auto"), {"CPU": 16, "GPU": 2})
     {'cpu': 1, 'gpu': 1}
-    >>> trial_resources({"cpu": 2}, {"CPU": 2})
+    >>> trial_resources(Resources(cpu=2), {"CPU": 2})
     {'cpu': 2, 'gpu': 0}
     """
-    gpu = requested.get("gpu", "auto")
+    gpu = requested.gpu
     if gpu == "auto":
         gpu = 1 if cluster.get("GPU", 0) >= 1 else 0
-    return {"cpu": requested.get("cpu", 1), "gpu": gpu}
+    return {"cpu": requested.cpu, "gpu": gpu}
 
 
 RECORD_FIELDS = ("greentune_version", "git_commit", "started", "storage")
@@ -291,7 +292,7 @@ RECORD_FIELDS = ("greentune_version", "git_commit", "started", "storage")
 def _write_search_record(search: SearchConfig, results_dir: Path, storage: str | None) -> None:
     """The search as run (a valid search file itself) plus where the code and the experiment are."""
     record = {
-        **search.settings,
+        **search.settings.to_file(),
         "approaches": search.source.get("approaches") or {},
         "objectives": dict(search.objectives),
         "greentune_version": _version(),

@@ -20,13 +20,17 @@ not mistaken for a cheap one nor a long one for an expensive one.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import moocore
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-SCHEDULERS = ("fifo", "asha", "moasha")
+from greentune.registry import Registry
+
+if TYPE_CHECKING:
+    from .settings import Scheduler
+
 # Metrics that add up over training, so a partial value projects linearly to the end.
 CUMULATIVE_METRICS = frozenset(
     {"energy_j", "eval_energy_j", "idle_energy_j", "time_s", "eval_time_s", "flops", "flops_sparse"}
@@ -188,25 +192,31 @@ class MultiObjectiveASHA(FIFOScheduler):
         return f"MultiObjectiveASHA(rungs {{{rungs}}})"
 
 
-def make_scheduler(settings: Mapping[str, Any], objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
-    """The scheduler named in a search's ``scheduler`` settings.
+SCHEDULERS: Registry = Registry("scheduler")
 
-    ``asha`` works on the scalar ``score`` every trial reports (see
-    ``trainables.trial.green_score``); ``moasha`` on the objectives.
-    """
-    name = settings.get("name", "fifo")
-    grace_period = settings.get("grace_period", 1)
-    reduction_factor = settings.get("reduction_factor", 3)
-    if name == "fifo":
-        return FIFOScheduler()
-    if name == "asha":
-        return AsyncHyperBandScheduler(
-            time_attr="training_iteration", metric="score", mode="max",
-            max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor,
-        )
-    if name == "moasha":
-        return MultiObjectiveASHA(
-            objectives, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor,
-            ranking=Ranking(settings.get("tie_break", "crowding")), project_costs=settings.get("project_costs", True),
-        )
-    raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
+
+@SCHEDULERS.register("fifo")
+def _fifo(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+    return FIFOScheduler()
+
+
+@SCHEDULERS.register("asha")
+def _asha(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+    """Ray's ASHA on the scalar ``score`` every trial reports (``greentune.trainables.trial.green_score``)."""
+    return AsyncHyperBandScheduler(
+        time_attr="training_iteration", metric="score", mode="max",
+        max_t=max_t, grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+    )
+
+
+@SCHEDULERS.register("moasha")
+def _moasha(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+    return MultiObjectiveASHA(
+        objectives, max_t=max_t, grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+        ranking=Ranking(settings.tie_break), project_costs=settings.project_costs,
+    )
+
+
+def make_scheduler(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+    """The scheduler a search's ``scheduler`` settings name, for trials of ``max_t`` evaluations."""
+    return SCHEDULERS.create(settings.name, settings, objectives, max_t)

@@ -1,11 +1,14 @@
 """Searchers by name: Optuna samplers through Ray Tune, with constraints, grids and seed repeats.
 
+``SEARCHERS`` maps each name to a function that builds its draws from the
+search's settings:
+
 - ``nsga2`` (default), ``tpe`` (multi-objective TPE, after
   ``startup_trials`` random ones), ``random``: Optuna samplers, seeded. The
   search's constraints are set on each Optuna trial, where NSGA-II and TPE
   take them into account. With ``cheapest_of: k`` the sampler draws k
   candidates per parameter and keeps the one predicted cheapest
-  (``search.costs.CostAwareSampler``).
+  (``greentune.search.costs.CostAwareSampler``).
 - ``grid``: every combination of the listed values, each approach's
   parameters given as lists (or fixed), enqueued in order.
 
@@ -25,7 +28,8 @@ import copy
 import itertools
 import logging
 import threading
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import optuna
@@ -33,13 +37,15 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from greentune.analysis.constraints import Constraint
+from greentune.registry import Registry
 
-from .config import SearchConfig, first_points
 from .costs import COST_ATTR, CostAwareSampler, projected_energy
 from .space import WARM_START, DefineByRun
 
+if TYPE_CHECKING:
+    from .config import SearchConfig
+
 logger = logging.getLogger(__name__)
-SEARCHERS = ("nsga2", "tpe", "random", "grid")
 DUPLICATE_DRAWS = 100  # draws in a row that repeat tried configurations before the space counts as exhausted
 
 
@@ -201,31 +207,55 @@ class NSGAIISampler(optuna.samplers.NSGAIISampler):
         self._thread_lock = threading.Lock()
 
 
-def make_searcher(search: SearchConfig) -> Searcher:
+@dataclass(frozen=True)
+class Draws:
+    """How a searcher draws: an Optuna sampler, the points it enqueues first, and whether warm starts apply."""
+
+    sampler: optuna.samplers.BaseSampler
+    points: tuple[dict[str, Any], ...] = ()
+    warm_start: bool = True
+
+
+SEARCHERS: Registry = Registry("searcher")
+
+
+@SEARCHERS.register("nsga2")
+def _nsga2(search: SearchConfig) -> Draws:
+    return Draws(NSGAIISampler(population_size=search.settings.searcher.population_size, seed=search.settings.seed))
+
+
+@SEARCHERS.register("tpe")
+def _tpe(search: SearchConfig) -> Draws:
     settings = search.settings
-    seed = settings["seed"]
-    warm_start, grid = first_points(settings["evaluate_first"], search.approaches), []
-    name = settings["searcher"]
-    if name == "nsga2":
-        sampler = NSGAIISampler(population_size=settings["population_size"], seed=seed)
-    elif name == "tpe":
-        sampler = optuna.samplers.TPESampler(n_startup_trials=settings["startup_trials"], seed=seed)
-    elif name == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-        warm_start, grid = [], grid_points(search)
-    if settings["cheapest_of"] > 1:
-        sampler = CostAwareSampler(sampler, settings["cheapest_of"])
+    return Draws(optuna.samplers.TPESampler(n_startup_trials=settings.searcher.startup_trials, seed=settings.seed))
+
+
+@SEARCHERS.register("random")
+def _random(search: SearchConfig) -> Draws:
+    return Draws(optuna.samplers.RandomSampler(seed=search.settings.seed))
+
+
+@SEARCHERS.register("grid")
+def _grid(search: SearchConfig) -> Draws:
+    return Draws(optuna.samplers.RandomSampler(seed=search.settings.seed), tuple(grid_points(search)), warm_start=False)
+
+
+def make_searcher(search: SearchConfig) -> Searcher:
+    """The Ray Tune searcher of ``search``'s settings: its Optuna draws, cost-aware and repeated over seeds as asked."""
+    settings = search.settings
+    draws = SEARCHERS.create(settings.searcher.name, search)
+    sampler = draws.sampler
+    if settings.searcher.cheapest_of > 1:
+        sampler = CostAwareSampler(sampler, settings.searcher.cheapest_of)
     searcher = GreenOptunaSearch(
         space=DefineByRun(search),
         metric=list(search.objectives),
         mode=list(search.objectives.values()),
         sampler=sampler,
-        points_to_evaluate=grid,
-        warm_start=warm_start,
+        points_to_evaluate=list(draws.points),
+        warm_start=search.first_points() if draws.warm_start else [],
         constraints=search.constraints,
     )
-    if settings["repeats"] > 1:
-        return SeedRepeater(searcher, settings["repeats"], search.objectives)
+    if settings.repeats > 1:
+        return SeedRepeater(searcher, settings.repeats, search.objectives)
     return searcher

@@ -28,7 +28,7 @@ class DefineByRun:
     def __init__(self, search: SearchConfig):
         self.search = search
         self.approaches = {approach.name: approach for approach in search.approaches}
-        self.grid = search.settings["searcher"] == "grid"
+        self.grid = search.settings.searcher.name == "grid"
 
     def __call__(self, trial) -> dict[str, Any]:
         approach = self.approaches[trial.suggest_categorical("approach", list(self.approaches))]

@@ -17,40 +17,46 @@ there: installed, or on ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from importlib.metadata import entry_points
 from typing import Any, Mapping
+
+from greentune.registry import Registry, import_submodules
 
 from .base import Stack, Technique
 from .space import declared, is_number
 
 ENTRY_POINT_GROUP = "greentune.techniques"
-_REGISTRY: dict[str, type[Technique]] = {"baseline": Technique}
-_IMPORTED: dict[str, type[Technique]] = {}  # by import path; not listed by ``available``
 _PLUGINS: dict[str, str] = {}  # technique name -> the distribution whose entry point registered it
-_discovered = False
+
+
+def _discover() -> None:
+    """The built-in modules of this package, then the installed plug-ins."""
+    import_submodules(__package__)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        _register_entry_point(entry)
+
+
+def _technique(obj: Any, where: str) -> type[Technique]:
+    if not (isinstance(obj, type) and issubclass(obj, Technique)):
+        raise ValueError(f"{where} is {obj!r}, not a subclass of greentune.techniques.Technique")
+    return obj
+
+
+TECHNIQUES: Registry[type[Technique]] = Registry(
+    "technique", discover=_discover, import_example="my_package.module:MyTechnique",
+    check=lambda obj, path: _technique(obj, f"technique {path!r}"),
+)
+TECHNIQUES.register("baseline", Technique)
 
 
 def register(cls: type[Technique]) -> type[Technique]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"technique name {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return TECHNIQUES.register(cls.name, cls)
 
 
 def available() -> dict[str, type[Technique]]:
     """All registered techniques, built-in and plug-in, ``{name: class}``, importing them on first use."""
-    global _discovered
-    if not _discovered:
-        package = importlib.import_module(__package__)
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{__package__}.{module.name}")
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            _register_entry_point(entry)
-        _discovered = True
-    return dict(_REGISTRY)
+    return TECHNIQUES.items()
 
 
 def _register_entry_point(entry) -> None:
@@ -65,48 +71,13 @@ def _register_entry_point(entry) -> None:
         raise ValueError(f"{where} cannot be loaded: {error}") from None
     if cls.name != entry.name:
         raise ValueError(f"{where} loads a technique named {cls.name!r}; set name = {entry.name!r} on the class")
-    if _REGISTRY.get(cls.name) is not cls:
-        register(cls)
+    register(cls)
     _PLUGINS[cls.name] = entry.dist.name if entry.dist is not None else "an entry point"
-
-
-def _technique(obj: Any, where: str) -> type[Technique]:
-    if not (isinstance(obj, type) and issubclass(obj, Technique)):
-        raise ValueError(f"{where} is {obj!r}, not a subclass of greentune.techniques.Technique")
-    return obj
-
-
-def _import(path: str) -> type[Technique]:
-    """The class at ``package.module:Class``, checked to be a technique."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"technique import path {path!r} must look like my_package.module:MyTechnique")
-    try:
-        obj = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise ValueError(
-            f"technique {path!r}: no module named {error.name!r} (install it, or put its folder on PYTHONPATH)"
-        ) from None
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"technique {path!r}: module {module_name!r} has no {attribute!r}")
-        obj = getattr(obj, part)
-    return _technique(obj, f"technique {path!r}")
 
 
 def technique_class(name: str) -> type[Technique]:
     """The technique registered as ``name``, or the class at the import path ``name``."""
-    registry = available()
-    if name in registry:
-        return registry[name]
-    if ":" in name:
-        if name not in _IMPORTED:
-            _IMPORTED[name] = _import(name)
-        return _IMPORTED[name]
-    raise ValueError(
-        f"unknown technique {name!r}; choose from {', '.join(sorted(registry))}, "
-        "or give an import path such as my_package.module:MyTechnique"
-    )
+    return TECHNIQUES.get(name)
 
 
 def parameter_names(cls: type[Technique]) -> list[str]:
@@ -132,7 +103,7 @@ def origin(name: str) -> str:
     """Where a technique comes from: ``built-in``, ``plug-in DIST`` or ``import path``."""
     if name in _PLUGINS:
         return f"plug-in {_PLUGINS[name]}"
-    return "import path" if name in _IMPORTED else "built-in"
+    return "import path" if TECHNIQUES.is_imported(name) else "built-in"
 
 
 def create(names: list[str], params: Mapping[str, Mapping[str, Any]] | None = None) -> Technique:

@@ -56,6 +56,7 @@ def key(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("trial_id")[["trial_id", "approach", "status", "quality", "energy_j", "flops"]].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_every_source_loads_to_the_same_tidy_table(results, tmp_path):
     from ray.tune import ExperimentAnalysis, ResultGrid
 
@@ -78,6 +79,7 @@ def test_every_source_loads_to_the_same_tidy_table(results, tmp_path):
                                   history[["trial_id", "step", "energy_j"]], check_dtype=False)
 
 
+@pytest.mark.slow
 def test_damaged_directories_keep_every_complete_row(results, tmp_path, capsys):
     damaged = copy(results, tmp_path)
     (damaged / "results.parquet").write_bytes((damaged / "results.parquet").read_bytes()[:500])
@@ -108,6 +110,7 @@ def test_damaged_directories_keep_every_complete_row(results, tmp_path, capsys):
     assert error.count("\n") == 0 and "holds no results" in error and "results.parquet" in error
 
 
+@pytest.mark.slow
 def test_cli_for_scripts_and_its_user_errors(results, tmp_path, capsys):
     assert main(["analyze", str(results), "--format", "json", "--no-report", "--constraint", "quality<=1"]) == 0
     document = json.loads(capsys.readouterr().out)
@@ -132,6 +135,7 @@ def test_cli_for_scripts_and_its_user_errors(results, tmp_path, capsys):
     assert main(["analyze", str(no_record), "--objectives", "quality,energy_j", "--no-report", "--format", "json"]) == 0
 
 
+@pytest.mark.slow
 def test_plots_and_report_from_the_search(results, capsys):
     assert main(["analyze", str(results)]) == 0
     printed = capsys.readouterr().out
@@ -157,6 +161,7 @@ def test_plots_and_report_from_the_search(results, capsys):
     assert {line.name for line in figures["structure-kept_fraction"].traces} == {"data-selection"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(results, tmp_path):
     if not (results / "analysis" / "report.html").exists():

@@ -22,11 +22,12 @@ SEARCH = {
 }
 
 
+@pytest.mark.slow
 def test_run_returns_the_trials_and_their_directory_and_analyze_reads_them(tmp_path, local_ray):
     results = greentune.run(SEARCH, results=tmp_path / "out", num_trials=3, seed=4)
     assert results.directory == (tmp_path / "out").resolve()
     assert len(results.trials) == 3 and (results.trials["status"] == "finished").all()
-    assert (results.trials["seed"] == 4).all() and results.search.settings["num_trials"] == 3
+    assert (results.trials["seed"] == 4).all() and results.search.settings.budgets.num_trials == 3
     on_disk = pd.read_parquet(results.directory / "results.parquet")
     assert on_disk["trial_id"].tolist() == results.trials["trial_id"].tolist()
 
@@ -41,7 +42,7 @@ def test_usage_errors_are_an_exception_naming_every_problem(tmp_path):
     with pytest.raises(greentune.UsageError) as caught:
         greentune.run(SEARCH, num_trials=0, searcher="annealing", results=tmp_path / "never")
     assert any("num_trials must be a positive integer" in line for line in caught.value.lines)
-    assert any("searcher 'annealing' is unknown" in line for line in caught.value.lines)
+    assert any("unknown searcher 'annealing'" in line for line in caught.value.lines)
     assert not (tmp_path / "never").exists(), "nothing starts before the search is checked"
     with pytest.raises(greentune.UsageError, match="unknown preset 'fastest'"):
         greentune.run("fastest")
@@ -53,6 +54,7 @@ def test_usage_errors_are_an_exception_naming_every_problem(tmp_path):
         greentune.analyze(pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "quality": [0.1]}))
 
 
+@pytest.mark.slow
 def test_a_trial_builds_in_a_process_that_searched_as_a_notebook_would(local_ray):
     # Ray is running in this process (the driver); a trial built here shares no GPU with anyone.
     import ray
@@ -64,6 +66,7 @@ def test_a_trial_builds_in_a_process_that_searched_as_a_notebook_would(local_ray
     assert next(training.evaluations())["step"] == SEARCH["train"]["eval_every"]
 
 
+@pytest.mark.slow
 def test_an_address_other_than_the_ray_this_process_holds_is_refused(tmp_path, local_ray):
     with pytest.raises(greentune.UsageError) as caught:
         greentune.run(SEARCH, results=tmp_path / "never", address="127.0.0.1:1", num_trials=1)

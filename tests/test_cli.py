@@ -59,6 +59,7 @@ def test_invalid_yaml_is_one_line(tmp_path, capsys):
     assert_one_line_usage_error(in_process(capsys, "validate", path), "is not valid YAML")
 
 
+@pytest.mark.slow
 def test_missing_data_is_one_line_before_any_trial_starts(tmp_path, capsys, local_ray):
     empty = tmp_path / "data"
     path = tmp_path / "search.yaml"
@@ -72,6 +73,7 @@ def test_missing_data_is_one_line_before_any_trial_starts(tmp_path, capsys, loca
     assert not (tmp_path / "results").exists()  # no trial ran, and nothing was left behind
 
 
+@pytest.mark.slow
 def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, monkeypatch, local_ray):
     search = {
         "task": "teacher_student",
@@ -83,7 +85,7 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, mon
         },
         "evaluate_first": ["baseline-small", "baseline-big"],
         "num_trials": 4,
-        "population_size": 2,
+        "searcher": {"name": "nsga2", "population_size": 2},
         "summary": {"columns": ["quality", "energy_j"], "reference": "baseline-big"},
     }
     config = tmp_path / "small.yaml"
@@ -115,6 +117,7 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, mon
     assert (stored / "search.yaml").exists() and (stored / "history.parquet").exists()
 
 
+@pytest.mark.slow
 def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path, capsys, monkeypatch, local_ray):
     search = {
         "task": "teacher_student",

@@ -76,6 +76,7 @@ def experiment_results(experiment: Path) -> list[dict]:
         "as-a-trial-finishes",
     ],
 )
+@pytest.mark.slow
 def test_a_search_spreads_over_two_nodes_and_survives_losing_one(tmp_path, no_local_ray, when):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
@@ -87,7 +88,7 @@ def test_a_search_spreads_over_two_nodes_and_survives_losing_one(tmp_path, no_lo
             "approaches": {"big": {"model": "big", "techniques": ["random_pruning"]},
                            "small": {"model": "small", "techniques": ["random_pruning"]}},
             "num_trials": 6,
-            "population_size": 2,
+            "searcher": {"name": "nsga2", "population_size": 2},
             "retries": 3,
             "max_concurrent": 2,
         }
@@ -140,6 +141,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_greentune_run_against_a_running_ray_head(tmp_path, no_local_ray, capsys, monkeypatch):
     port = free_port()
     environment = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster: no token needed

@@ -70,7 +70,7 @@ def test_a_good_search_parses_with_objective_modes():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"searcher": "bayes"}, "searcher 'bayes' is unknown; choose from nsga2"),
+        ({"searcher": "bayes"}, "unknown searcher 'bayes'; choose from grid, nsga2, random, tpe"),
         ({"num_trail": 3}, "unknown field 'num_trail'"),
         ({"evaluate_first": ["baseline-huge"]}, "evaluate_first names 'baseline-huge'"),
         (
@@ -122,7 +122,7 @@ def test_the_nsga2_searcher_survives_the_pickling_ray_tune_saves_it_with():
 
     from greentune.search.searchers import make_searcher
 
-    searcher = make_searcher(parse_search({**GOOD_SEARCH, "searcher": "nsga2", "population_size": 2}))
+    searcher = make_searcher(parse_search({**GOOD_SEARCH, "searcher": {"name": "nsga2", "population_size": 2}}))
     searcher.suggest("t1")
     restored = pickle.loads(pickle.dumps(searcher))
     assert restored.suggest("t2")["approach"] in {"baseline-big", "data-selection"}
@@ -161,8 +161,8 @@ def extra_techniques(monkeypatch):
         name, claims = "test_skipper", frozenset({"batches"})
 
     registry.available()
-    monkeypatch.setitem(registry._REGISTRY, "test_masker", Masker)
-    monkeypatch.setitem(registry._REGISTRY, "test_skipper", Skipper)
+    monkeypatch.setitem(registry.TECHNIQUES._entries, "test_masker", Masker)
+    monkeypatch.setitem(registry.TECHNIQUES._entries, "test_skipper", Skipper)
 
 
 def test_listed_techniques_become_approaches_with_their_declared_spaces(extra_techniques):

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 def test_own_model_searches_a_users_cnn_and_analyses_it(tmp_path):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "own_model.py"), "--quick", "--results", str(tmp_path / "results")],

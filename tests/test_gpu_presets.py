@@ -37,7 +37,7 @@ def steps_for(techniques: list[str]) -> int:
 @pytest.mark.parametrize("preset", CIFAR_PRESETS)
 def test_each_approach_of_the_preset_trains_on_cpu(preset, tmp_path, monkeypatch):
     search = load_search(preset_path(preset))
-    dataset = search.settings["task"]
+    dataset = search.settings.task
     write_cifar(tmp_path, monkeypatch, dataset, classes=10 if dataset == "cifar10" else 100)
     for approach in search.approaches:
         config = sample_trial(search.settings, approach)

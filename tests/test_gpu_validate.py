@@ -116,8 +116,8 @@ def test_the_searches_the_script_runs_are_valid_search_files(monkeypatch, tmp_pa
     gpu_validate.check_shared(FakeTraceNvml(), 0, tmp_path)
     for search in searches:
         parsed = parse_search(search)
-        assert parsed.settings["resources"]["gpu"] in ("auto", 0.25)
-    assert [parse_search(search).settings["num_trials"] * search.get("repeats", 1) for search in searches] == [8, 4]
+        assert parsed.settings.resources.gpu in ("auto", 0.25)
+    assert [parse_search(search).settings.budgets.num_trials * search.get("repeats", 1) for search in searches] == [8, 4]
 
 
 class FakeTraceNvml:

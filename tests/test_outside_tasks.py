@@ -71,6 +71,7 @@ def user_module(tmp_path, monkeypatch):
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_a_task_named_by_import_path_runs_a_three_trial_search(user_module, tmp_path):
     results = greentune.run(
         {

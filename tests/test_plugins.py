@@ -96,6 +96,7 @@ def test_the_entry_point_technique_is_listed_with_its_parameters(plugin):
     assert "gradient_clipping" not in without.stdout, "the listing comes from the installed distribution"
 
 
+@pytest.mark.slow
 def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
     search = {
         "task": "teacher_student",
@@ -143,7 +144,7 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
     "technique, message",
     [
         ("demo_clipping:Missing", "technique 'demo_clipping:Missing': module 'demo_clipping' has no 'Missing'"),
-        ("no_such_package.module:Thing", "no module named 'no_such_package' (install it, or put its folder on PYTHONPATH)"),
+        ("no_such_package.module:Thing", "cannot import 'no_such_package.module' (No module named 'no_such_package'); install it or put its folder on PYTHONPATH"),
         ("demo_clipping:NotATechnique", "not a subclass of greentune.techniques.Technique"),
         ("gradient_clip", "unknown technique 'gradient_clip'; choose from baseline, data_selection"),
     ],

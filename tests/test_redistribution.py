@@ -292,8 +292,8 @@ def test_the_presets_are_a_grid_of_every_algorithm_and_both_dense_baselines(pres
 
     search = load_search(preset_path(preset))
     # a grid of one point per approach, repeated over seeds: nothing is left to sample
-    assert search.settings["searcher"] == "grid" and search.settings["repeats"] > 1
-    assert search.settings["num_trials"] == len(search.approaches)
+    assert search.settings.searcher.name == "grid" and search.settings.repeats > 1
+    assert search.settings.budgets.num_trials == len(search.approaches)
     assert all(isinstance(domain, Fixed) for a in search.approaches for d in a.space.values() for domain in d.values())
     used = {technique for approach in search.approaches for technique in approach.techniques}
     assert used == {"baseline", "static_sparse", *ALGORITHMS}

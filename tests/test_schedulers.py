@@ -125,12 +125,13 @@ def test_schedulers_by_name():
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
     from greentune.search.schedulers import make_scheduler
+    from greentune.search.settings import Scheduler
 
     objectives = {"quality": "min", "energy_j": "min"}
-    assert type(make_scheduler({"name": "fifo"}, objectives, 7)) is FIFOScheduler
-    asha = make_scheduler({"name": "asha", "grace_period": 2}, objectives, 7)
+    assert type(make_scheduler(Scheduler(name="fifo"), objectives, 7)) is FIFOScheduler
+    asha = make_scheduler(Scheduler(name="asha", grace_period=2), objectives, 7)
     assert isinstance(asha, AsyncHyperBandScheduler) and asha.metric == "score"  # the scalar score, maximised
-    moasha = make_scheduler({"name": "moasha", "tie_break": "hypervolume"}, objectives, 7)
+    moasha = make_scheduler(Scheduler(name="moasha", tie_break="hypervolume"), objectives, 7)
     assert moasha.objectives == objectives and moasha.ranking.tie_break == "hypervolume"
-    with pytest.raises(ValueError, match="choose from fifo, asha, moasha"):
-        make_scheduler({"name": "hyperband"}, objectives, 7)
+    with pytest.raises(ValueError, match="unknown scheduler 'hyperband'; choose from asha, fifo, moasha"):
+        make_scheduler(Scheduler(name="hyperband"), objectives, 7)

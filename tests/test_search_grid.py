@@ -32,7 +32,7 @@ def grid_search(**extra):
 
 def test_a_grid_runs_every_approach_once_per_seed():
     search = grid_search()
-    assert search.settings["num_trials"] == 2  # points; each runs with seeds 10, 11, 12
+    assert search.settings.budgets.num_trials == 2  # points; each runs with seeds 10, 11, 12
     searcher = make_searcher(search)
     searcher.set_search_properties(None, None, {})
     configs = [searcher.suggest(str(index)) for index in range(6)]

@@ -19,6 +19,7 @@ from greentune.search.runner import EnergyBudget, evaluations_per_trial, run_sea
 from greentune.trainables.trial import green_score
 
 
+@pytest.mark.slow
 def test_grid_repeats_moasha_and_a_diverging_trial(tmp_path, local_ray):
     search = parse_search(
         {
@@ -90,12 +91,13 @@ def finished_trials(experiment) -> dict[str, dict]:
     return finished
 
 
+@pytest.mark.slow
 def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local_ray):
     search = {
         "train": {"steps": 500, "eval_every": 125},
         "approaches": {"big": {"model": "big"}, "selection": {"techniques": ["data_selection"]}},
         "num_trials": 10,
-        "population_size": 4,
+        "searcher": {"name": "nsga2", "population_size": 4},
         "max_concurrent": 1,
     }
     config, results = tmp_path / "search.yaml", tmp_path / "results"

@@ -11,7 +11,7 @@ from greentune.search.config import parse_search
 from greentune.search.costs import COST_ATTR, CostAwareSampler, predicted_log_costs
 from greentune.search.searchers import GreenOptunaSearch, SeedRepeater, make_searcher
 
-SPACE = {"approaches": {"b": {}, "s": {"techniques": ["data_selection"]}}, "population_size": 2}
+SPACE = {"approaches": {"b": {}, "s": {"techniques": ["data_selection"]}}, "searcher": {"name": "nsga2", "population_size": 2}}
 
 
 def test_constraints_reach_the_constrained_sampler():
@@ -135,7 +135,7 @@ def test_of_its_inner_samplers_draws_the_cost_aware_sampler_keeps_the_cheapest()
 
 
 def test_every_finished_or_stopped_trial_records_what_it_would_have_cost_to_the_end():
-    searcher = make_searcher(parse_search({**SPACE, "cheapest_of": 3}))
+    searcher = make_searcher(parse_search({**SPACE, "searcher": {**SPACE["searcher"], "cheapest_of": 3}}))
     assert isinstance(searcher._sampler, CostAwareSampler)
     searcher.set_search_properties(None, None, {})
     searcher.suggest("a")
@@ -147,5 +147,5 @@ def test_every_finished_or_stopped_trial_records_what_it_would_have_cost_to_the_
 
 
 def test_tpe_samples_at_random_for_its_startup_trials():
-    searcher = make_searcher(parse_search({**SPACE, "searcher": "tpe", "startup_trials": 3}))
+    searcher = make_searcher(parse_search({**SPACE, "searcher": {"name": "tpe", "startup_trials": 3}}))
     assert searcher._sampler._n_startup_trials == 3

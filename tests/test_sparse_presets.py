@@ -18,7 +18,7 @@ def fixed_params(approach) -> dict:
 @pytest.mark.parametrize("name, sparsity", [("sparse_training_cpu", 0.95), ("sparse-training-digits", 0.98)])
 def test_each_cpu_preset_compares_arms_that_differ_only_in_what_is_compared(name, sparsity):
     search = load_search(preset_path(name))
-    assert len(grid_points(search)) == 6 and search.settings["repeats"] >= 3
+    assert len(grid_points(search)) == 6 and search.settings.repeats >= 3
     arms = {approach.name: approach for approach in search.approaches}
     feather = {label: fixed_params(arms[label]) for label in ("feather-p3", "feather-hard", "feather-soft")}
     assert [params.pop("power") for params in feather.values()] == [3.0, "hard", 1.0]

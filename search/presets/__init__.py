@@ -10,24 +10,31 @@ from pathlib import Path
 
 import yaml
 
+from greentune.registry import Registry
+
 PRESET_DIR = Path(__file__).parent
 
 
+def _discover() -> None:
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        PRESETS.register(path.stem, path)
+
+
+PRESETS: Registry[Path] = Registry("preset", discover=_discover)
+
+
 def preset_paths() -> dict[str, Path]:
-    return {path.stem: path for path in sorted(PRESET_DIR.glob("*.yaml"))}
+    return PRESETS.items()
 
 
 def preset_path(name: str) -> Path:
-    paths = preset_paths()
-    if name not in paths:
-        raise ValueError(f"unknown preset {name!r}; `greentune presets` lists: {', '.join(paths)}")
-    return paths[name]
+    return PRESETS.get(name)
 
 
 def describe_presets() -> list[str]:
     """One line per preset: name and description."""
     lines = []
-    for name, path in preset_paths().items():
+    for name, path in sorted(preset_paths().items()):
         description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
         lines.append(f"{name:<32} {description}")
     return lines

@@ -12,29 +12,22 @@ or an import path ``my_pkg.models:make_net``, built with ``model_options``
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from ..imports import load_object
+from greentune.registry import Registry, import_submodules, load_object
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", discover=lambda: import_submodules(__name__))
 
 
 def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Function decorator: make ``builder`` available under its function name."""
-    if builder.__name__ in _MODELS and _MODELS[builder.__name__] is not builder:
-        raise ValueError(f"model name {builder.__name__!r} is registered twice")
-    _MODELS[builder.__name__] = builder
-    return builder
+    return MODELS.register(builder.__name__, builder)
 
 
 def available_models() -> list[str]:
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -47,9 +40,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
       (2): Linear(in_features=3, out_features=2, bias=True)
     )
     """
-    if name not in available_models():
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(available_models())}")
-    return _MODELS[name](**{key: value for key, value in kwargs.items() if value is not None})
+    return MODELS.create(name, **{key: value for key, value in kwargs.items() if value is not None})
 
 
 def is_outside_model(name: Any) -> bool:

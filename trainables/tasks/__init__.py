@@ -11,18 +11,16 @@ their own tasks without editing greentune. A task's training defaults are a
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
+from greentune.registry import Registry, import_submodules
 from greentune.techniques.space import is_number
 
 from ..data import DeviceData, as_data
-from ..imports import load_object
 
 
 @dataclass(frozen=True)
@@ -190,43 +188,34 @@ class SimpleTask(Task):
         return self._loss(outputs, targets)
 
 
-_TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[Callable[..., Task]] = Registry(
+    "task", discover=lambda: import_submodules(__name__), import_example="my_pkg.my_module:make_task"
+)
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    _TASKS[cls.name] = cls
-    return cls
+    """Class decorator: make the task ``cls`` available under ``cls.name``."""
+    return TASKS.register(cls.name, cls)
 
 
-def available_tasks() -> dict[str, type[Task]]:
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    return dict(_TASKS)
+def available_tasks() -> dict[str, Callable[..., Task]]:
+    return TASKS.items()
 
 
 def create_task(name: str, **options: Any) -> Task:
     """A registered task by name, or an imported one (``module:attribute``), built with ``options``."""
-    if ":" in name:
-        return _imported_task(name, options)
-    tasks = available_tasks()
-    if name not in tasks:
-        raise ValueError(
-            f"unknown task {name!r}; choose from {', '.join(sorted(tasks))}, or give an import path module:factory"
-        )
+    factory = TASKS.get(name)
+    if not callable(factory):
+        raise ValueError(f"task {name!r} is a {type(factory).__name__}; name a Task subclass or a function returning a Task")
     try:
-        return tasks[name](**options)
+        task = factory(**options)
     except TypeError as error:
         raise ValueError(f"task {name!r}: {error}") from None
+    return _checked_task(task, name) if TASKS.is_imported(name) else task
 
 
-def _imported_task(path: str, options: Mapping[str, Any]) -> Task:
-    target = load_object(path, "task")
-    if not callable(target):
-        raise ValueError(f"task {path!r} is a {type(target).__name__}; name a Task subclass or a function returning a Task")
-    try:
-        task = target(**options)
-    except TypeError as error:
-        raise ValueError(f"task {path!r}: {error}") from None
+def _checked_task(task: Any, path: str) -> Task:
+    """A task built by a factory from outside greentune, checked to give what the trainable needs."""
     if not isinstance(task, Task):
         raise ValueError(
             f"task {path!r} returned a {type(task).__name__}, not a greentune.trainables.tasks.Task; "
