@@ -142,7 +142,10 @@ def load(search: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> tup
         else:
             path = Path(search)
             if not (isinstance(search, os.PathLike) or path.suffix in (".yaml", ".yml") or path.exists()):
-                path = preset_path(str(search))  # neither a path nor a file: a preset's name
+                try:
+                    path = preset_path(str(search))  # neither a path nor a file: a preset's name
+                except ValueError as error:
+                    raise ConfigError([f"no search file at {search}, nor a preset of that name: {error}"]) from None
             name, raw = path.stem, read_search_file(path)
         return name, parse_search({**raw, **overrides} if isinstance(raw, dict) else raw)
     except ConfigError as error:

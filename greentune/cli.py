@@ -138,7 +138,7 @@ def command_techniques(args: argparse.Namespace) -> int:
 
 def command_validate(args: argparse.Namespace) -> int:
     """Check a search file and report every problem at once."""
-    _, search = api.load(Path(args.file))
+    _, search = api.load(args.file)
     approaches = ", ".join(approach.name for approach in search.approaches)
     print(f"{args.file}: ok ({search.settings.budgets.num_trials} trials over {approaches})")
     return 0
@@ -195,9 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=command_techniques)
 
     validate = commands.add_parser(
-        "validate", help="check a search file", description="Check a search file: `greentune validate my-search.yaml`."
+        "validate", help="check a search file or preset",
+        description="Check a search file, or a preset by name: `greentune validate my-search.yaml`, `greentune validate default`.",
     )
-    validate.add_argument("file")
+    validate.add_argument("file", metavar="FILE_OR_PRESET")
     validate.set_defaults(handler=command_validate)
 
     analyze = commands.add_parser(

@@ -23,8 +23,11 @@ ValueError: unknown colour 'blue'; choose from red
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import pkgutil
+import sys
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -137,6 +140,34 @@ def load_object(path: str, what: str) -> Any:
         except AttributeError:
             raise ValueError(f"{what} {path!r}: module {module_name!r} has no {attribute!r}") from None
     return target
+
+
+def call_factory(factory: Callable[..., Any], what: str, **options: Any) -> Any:
+    """``factory(**options)`` for a factory a search file names, whose mistakes become one ``ValueError`` line.
+
+    Options the factory does not take, and values it refuses, are the user's
+    to fix; so is naming a function that reads standard input (it would wait
+    for a keyboard that is not there: it reads an empty stream here) or that
+    exits the process.
+    """
+    try:
+        with _no_stdin():
+            return factory(**options)
+    except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: torch refusing a size, say
+        raise ValueError(f"{what}: {error}") from None
+    except EOFError:
+        raise ValueError(f"{what} reads standard input; name a factory that builds it from its options") from None
+    except SystemExit:
+        raise ValueError(f"{what} exits the process; name a factory that returns what it builds") from None
+
+
+@contextlib.contextmanager
+def _no_stdin():
+    stdin, sys.stdin = sys.stdin, io.StringIO()
+    try:
+        yield
+    finally:
+        sys.stdin = stdin
 
 
 def import_submodules(package: str) -> None:

@@ -27,6 +27,8 @@ so a user fixes a file in one pass.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from greentune.analysis.constraints import Constraint
 from greentune.techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
 from greentune.techniques.space import Param
 from greentune.trainables.tasks import create_task
-from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config
+from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config, reported_metrics
 
 from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Settings, read_settings
 
@@ -110,13 +112,31 @@ def load_search(path: Path) -> SearchConfig:
 
 def read_search_file(path: Path) -> Any:
     """A YAML search file's contents, unchecked (an empty file is ``{}``), so overrides can join before ``parse_search``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError([f"{path} is a folder; give a search file (YAML) inside it, or a preset's name"])
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError([f"no search file at {path}"]) from None
+    except (UnicodeDecodeError, OSError) as error:
+        raise ConfigError([f"cannot read {path} as a search file: {error}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path} nests too deeply to be a search file"]) from None
     except yaml.YAMLError as error:
-        raise ConfigError([f"{path} is not valid YAML: {str(error).splitlines()[0]}"]) from None
+        raise ConfigError([f"{path} is not valid YAML{_where(error)}: {_yaml_problem(error)}"]) from None
     return raw if raw is not None else {}
+
+
+def _where(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's own words for what is wrong, on one line (its context and the problem)."""
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    return ", ".join(part for part in parts if part) or str(error).splitlines()[0]
 
 
 def parse_search(raw: Any) -> SearchConfig:
@@ -131,6 +151,9 @@ def parse_search(raw: Any) -> SearchConfig:
         problems.append(f"approaches must look like {{baseline-big: {{techniques: [baseline], model: big}}}}, got {specs!r}")
         specs = {}
     specs = {**specs, **_generated_approaches(settings, problems)}
+    for name in [name for name in specs if not isinstance(name, str) or not name.strip()]:
+        problems.append(f"approach names must be text, like baseline-big; got {name!r} (quote it in YAML)")
+        del specs[name]
     approaches = [_parse_approach(name, spec, problems) for name, spec in specs.items()]
     if not approaches:
         problems.append("no approaches; list some under approaches, or name techniques: [...]")
@@ -150,16 +173,40 @@ def parse_search(raw: Any) -> SearchConfig:
     try:
         task = create_task(settings.task, **dict(settings.task_options))
         objectives = _objectives(settings.objectives, task.mode, problems)
+        problems += _unreported(objectives, settings.constraints, task, approaches)
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
-    for approach in approaches:
-        lines = check_trial_config(sample_trial(settings, approach))
-        said = {task_problem, *problems}  # a problem of the whole search is said once, not once per approach
-        problems += [f"approach {approach.name!r}: {line}" for line in lines if line not in said]
+    problems += _trial_problems(settings, approaches, said={task_problem, *problems})
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
+
+
+def _trial_problems(settings: Settings, approaches: list[Approach], said: set) -> list[str]:
+    """What each approach's first trial would fail on; a problem every approach has (a search-wide
+    ``train`` setting, say) is said once, without an approach's name."""
+    lines = {approach.name: [line for line in _first_trial_problems(settings, approach) if line not in said]
+             for approach in approaches}
+    everywhere = set.intersection(*map(set, lines.values())) if len(lines) > 1 else set()
+    problems = [line for line in dict.fromkeys(sum(lines.values(), [])) if line in everywhere]
+    for name, found in lines.items():
+        problems += [f"approach {name!r}: {line}" for line in found if line not in everywhere]
+    return problems
+
+
+def _first_trial_problems(settings: Settings, approach: Approach) -> list[str]:
+    """What the approach's trial at the low corner of its space fails on, unless its defaults train.
+
+    A corner that cannot work on the model (GradMax's one growth step too
+    large for a small layer, say) fails the trials drawn there, not the
+    search; an approach that fails with its techniques' defaults too cannot
+    run at all, and is refused.
+    """
+    problems = check_trial_config(sample_trial(settings, approach))
+    if problems and not check_trial_config(default_trial(settings, approach)):
+        return []
+    return problems
 
 
 def _check_settings(settings: Settings, problems: list[str]) -> None:
@@ -281,7 +328,11 @@ def first_points(entries: list, approaches: list[Approach]) -> list[dict[str, An
         if approach is None:
             raise ValueError(f"evaluate_first names {spec.get('approach')!r}, which is not an approach")
         point = {"approach": approach.name}
-        for technique, values in (spec.get("params") or {}).items():
+        params = spec.get("params") or {}
+        if not isinstance(params, dict) or not all(isinstance(values, dict) for values in params.values()):
+            raise ValueError(f"evaluate_first: params of {approach.name!r} must map each technique to its values, "
+                             "e.g. {data_selection: {selectivity: 0.3}}")
+        for technique, values in params.items():
             for parameter, value in dict(values).items():
                 domain = approach.space.get(technique, {}).get(parameter)
                 if domain is None:
@@ -319,6 +370,34 @@ def _narrow(domain: Param, override: Any) -> Param | Fixed:
     return domain.narrow(override)
 
 
+def _unreported(objectives: Mapping[str, str], constraints: tuple[str, ...], task, approaches: list[Approach]) -> list[str]:
+    """Objectives and constraint columns no trial of the search would report, each with the names it could use."""
+    classes = []
+    for approach in approaches:
+        for name in approach.techniques:
+            try:
+                classes.append(technique_class(name))
+            except ValueError:
+                pass  # said where the approach is parsed
+    reported = reported_metrics(task, classes)
+    if reported is None:
+        return []
+    columns = [("objective", column) for column in objectives]
+    for text in constraints:
+        try:
+            columns.append(("constraint", Constraint.parse(text).column))
+        except ValueError:
+            pass  # said with the settings
+    problems = []
+    for what, column in columns:
+        if not any(fnmatch.fnmatchcase(column, name) for name in reported):
+            close = difflib.get_close_matches(column, sorted(reported), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{what} {column!r} is not a metric the trials report{hint}; "
+                            f"choose from {', '.join(sorted(reported))}")
+    return problems
+
+
 def _objectives(entries: Any, quality_mode: str, problems: list[str]) -> dict[str, str]:
     """``["quality", "energy_j", "time_s:min"]`` -> column modes; quality takes the task's mode."""
     if isinstance(entries, dict):  # {column: mode}, as search.yaml records them
@@ -346,6 +425,13 @@ def trial_config(search: SearchConfig, approach: Approach, values: Mapping[str, 
         config["model_options"] = dict(approach.model_options)
     config.update({technique: dict(params) for technique, params in values.items() if params})
     return config
+
+
+def default_trial(settings: Settings, approach: Approach) -> dict[str, Any]:
+    """A trial config of ``approach`` with what the file fixes, and its techniques' defaults for the rest."""
+    values = {technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
+              for technique, domains in approach.space.items()}
+    return trial_config(SearchConfig([], {}, settings), approach, values)
 
 
 def sample_trial(settings: Settings, approach: Approach) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 See ``techniques.base`` for the hook protocol every technique follows.
 """
 
-from .base import LayerDensity, Run, Stack, Technique
+from .base import LayerDensity, Run, Stack, Technique, declared_reports
 from .registry import available, create, parameter_names, register, technique_class
 from .space import Choice, Fixed, Float, Int
 
@@ -17,6 +17,7 @@ __all__ = [
     "Stack",
     "Technique",
     "available",
+    "declared_reports",
     "create",
     "parameter_names",
     "register",

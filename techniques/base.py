@@ -115,6 +115,9 @@ class Technique:
       techniques in one ``Stack`` may not claim the same thing.
     - ``stage``: position in a ``Stack``; lower runs first. Data selection
       is 0, structural changes 10, weight masks 20, regularisers 30.
+    - ``reports``: the names ``metrics`` returns, so a search can check its
+      objectives and constraints before any trial runs (a name with ``*``
+      stands for a family, ``gate_rate_*``). ``None``: not declared.
     """
 
     name: ClassVar[str] = "baseline"
@@ -122,6 +125,7 @@ class Technique:
     pinned: ClassVar[Mapping[str, Any]] = {}
     claims: ClassVar[frozenset[str]] = frozenset()
     stage: ClassVar[int] = 50
+    reports: ClassVar[frozenset[str] | None] = frozenset()
 
     def prepare(self, model: nn.Module, run: Run) -> nn.Module:
         return model
@@ -155,6 +159,14 @@ class Technique:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def declared_reports(cls: type[Technique]) -> frozenset[str] | None:
+    """The metric names ``cls.metrics`` returns; None where a class overrides ``metrics`` and declares no ``reports``."""
+    def owner(attribute: str) -> int:
+        return next(index for index, klass in enumerate(cls.__mro__) if attribute in vars(klass))
+
+    return cls.reports if owner("reports") <= owner("metrics") else None
 
 
 class Stack(Technique):

@@ -26,6 +26,7 @@ SKIP_MODES = ("last", "zero", "none")
 @register
 class DataSelection(Technique):
     name = "data_selection"
+    reports = frozenset({"kept_fraction"})
     claims = frozenset({"batches"})
     stage = 0
 

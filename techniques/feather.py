@@ -376,6 +376,7 @@ class AdaptiveSparsityLoss:
 @register
 class Feather(Technique):
     name = "feather"
+    reports = frozenset({"sparsity", "sparsity_scheduled"})
     claims = frozenset({"weights"})
     stage = 20
     _counted: list[int] | None = None  # the kept counts ``_densities`` was made from; on the class, so older checkpoints load

@@ -67,6 +67,8 @@ class GatedUnits(nn.Module):
 class Gating(Technique):
     name = "gating"
     claims = frozenset({"gates"})
+    reports = frozenset({"gate_open_ratio", "gate_polarisation", "gate_rate_*", "export_flops", "export_flops_ratio",
+                         "export_params"})
     stage = 10
 
     def __init__(

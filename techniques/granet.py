@@ -35,6 +35,7 @@ from .space import Choice, Float, Int
 @register
 class GraNet(Technique):
     name = "granet"
+    reports = frozenset({"sparsity", "regrow_fraction"})
     claims = frozenset({"weights"})
     stage = 20
 

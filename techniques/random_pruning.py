@@ -27,6 +27,7 @@ DISTRIBUTIONS = {"er": False, "erk": True}  # name -> whether kernel dimensions 
 @register
 class RandomPruning(Technique):
     name = "random_pruning"
+    reports = frozenset({"density"})
     # Fixed masks need fixed shapes, so this also holds the width.
     claims = frozenset({"weights", "width"})
     stage = 20

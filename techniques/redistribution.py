@@ -63,6 +63,7 @@ class StaticSparse(Technique):
 
     name = "static_sparse"
     claims = frozenset({"weights"})
+    reports = frozenset({"density"})
     stage = 20
 
     def __init__(self, density: Annotated[float, Float(0.01, 0.5, log=True)] = 0.1):
@@ -114,6 +115,10 @@ class StaticSparse(Technique):
 
 class Redistribution(StaticSparse):
     """The shared schedule; subclasses name their removal and growth in ``rules``."""
+
+    reports = StaticSparse.reports | {
+        "redistributions", "loss_before_redistribution", "loss_after_redistribution", "induced_loss_mean"
+    }
 
     def __init__(
         self,

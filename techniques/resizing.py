@@ -26,6 +26,7 @@ from .surgery import Resized, WidthGroup, rebuild_optimizer, width_groups, width
 
 class ScheduledResize(Technique):
     claims = frozenset({"width"})
+    reports = frozenset({"resizable_units"})
     stage = 10
 
     def __init__(

@@ -41,11 +41,15 @@ class _Range:
         unknown = set(override) - {"low", "high", "log"}
         if unknown:
             raise ValueError(f"a range takes low/high/log, not {sorted(unknown)}")
+        if not isinstance(override.get("log", False), bool):
+            raise ValueError(f"log must be true or false, got {override['log']!r}")
         narrowed = replace(self, **override)
         if not (self.contains(narrowed.low) and self.contains(narrowed.high)):
             raise ValueError(f"range [{narrowed.low}, {narrowed.high}] is not within {self.describe()}")
         if narrowed.low > narrowed.high:
             raise ValueError(f"range [{narrowed.low}, {narrowed.high}] is empty: low is above high")
+        if narrowed.log and narrowed.low <= 0:
+            raise ValueError(f"a log-scale range must start above 0, got low {narrowed.low}")
         return narrowed
 
 

@@ -81,3 +81,11 @@ def in_process(capsys, *args) -> subprocess.CompletedProcess:
     code = main([*map(str, args)])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out, err)
+
+
+def assert_one_line_usage_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    """Exit code 2 and one ``greentune: error:`` line holding ``fragment``, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("greentune: error:") and fragment in lines[0], lines[0]

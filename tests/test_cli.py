@@ -16,20 +16,13 @@ import pytest
 import torch
 import yaml
 
-from helpers import in_process
+from helpers import assert_one_line_usage_error, in_process
 
 
 def greentune(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "greentune.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
-
-
-def assert_one_line_usage_error(result, fragment):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("greentune: error:") and fragment in lines[0]
 
 
 def test_presets_are_listed_one_per_line():

@@ -44,6 +44,16 @@ def test_the_wheel_has_one_import_root(unpacked):
     assert (unpacked / "greentune" / "search" / "presets" / "default.yaml").is_file()
 
 
+def test_every_package_folder_is_in_the_wheel(unpacked):
+    """pyproject.toml lists the packages one by one (the card's folders are mapped under greentune): a new
+    subpackage left off the list would install without its code."""
+    for folder in ("greentune", "techniques", "trainables", "search", "analysis"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.relative_to(ROOT / folder)
+            installed = unpacked / "greentune" / ("" if folder == "greentune" else folder) / relative
+            assert installed.is_file(), f"{folder}/{relative} is not in the wheel; add its package to pyproject.toml"
+
+
 def test_installed_from_the_wheel_the_old_roots_are_gone_and_the_command_works(unpacked, tmp_path):
     check = run_python(unpacked, "-c", "import greentune, search", cwd=tmp_path)
     assert "No module named 'search'" in check.stderr

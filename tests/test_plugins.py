@@ -25,7 +25,7 @@ from greentune import analysis
 from greentune.layout import RESULTS_FILES
 from greentune.cli import main
 
-from helpers import in_process
+from helpers import assert_one_line_usage_error, in_process
 
 PLUGIN = '''
 """A plug-in technique: clip the gradient norm after each backward."""
@@ -161,13 +161,6 @@ def test_a_bad_technique_is_one_line_and_exit_2(plugin, tmp_path, technique, mes
 def test_listing_a_bad_import_path_is_one_line_and_exit_2(plugin, monkeypatch, capsys):
     monkeypatch.syspath_prepend(plugin["PYTHONPATH"].split(os.pathsep)[0])  # in-process, as the bad names above
     assert_one_line_usage_error(in_process(capsys, "techniques", "granet", "demo_clipping:Missing"), "has no 'Missing'")
-
-
-def assert_one_line_usage_error(result, message):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("greentune: error:") and message in lines[0], lines[0]
 
 
 def test_an_entry_point_whose_class_is_named_otherwise_is_refused(plugin, tmp_path):

@@ -8,13 +8,15 @@ point of its declared search space builds.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import pytest
 import torch
 
 from greentune import techniques
-from greentune.techniques import Choice
+from greentune.techniques import Choice, declared_reports
+from greentune.trainables.trial import TRIAL_METRICS, reported_metrics
 
 from helpers import make_training, run_to_end
 
@@ -41,6 +43,20 @@ def test_trains_to_the_end_with_defaults(name):
     assert history[-1]["complete"] and history[-1]["step"] == 40
     assert math.isfinite(history[-1]["quality"])
     assert history[-1]["energy_j"] > 0
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_the_metrics_it_reports_are_the_ones_it_declares(name):
+    """A search checks objectives and constraints against the declared names: they must be what trials report."""
+    training = build(name, steps=20, eval_every=10)
+    reported = set(run_to_end(training)[-1])
+    cls = techniques.available()[name]
+    declared = reported_metrics(training.task, [cls])
+    assert declared is not None
+    assert [key for key in reported if not any(fnmatch.fnmatchcase(key, pattern) for pattern in declared)] == []
+    own = declared_reports(cls)
+    assert {key for key in own if "*" not in key} <= reported
+    assert TRIAL_METRICS - {"score", "node_id", "diverged", "stop_reason"} <= reported  # those four: the trainable's
 
 
 @pytest.mark.parametrize("name", REGISTERED)

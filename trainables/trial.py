@@ -61,6 +61,41 @@ TRIAL_FIELDS = {
 }
 
 
+# What every trial reports at each evaluation, besides its task's metrics (``Task.metrics``) and its
+# techniques' (``Technique.reports``); tests/test_technique_contract.py checks the three against a real run.
+TRIAL_METRICS = frozenset({
+    "quality", "score", "complete", "diverged", "stop_reason", "node_id", "loss", "step", "trained_fraction", "epoch",
+    "energy_j", "time_s", "eval_energy_j", "eval_time_s", "idle_power_w", "idle_energy_j", "energy_source",
+    "energy_short_windows", "time_per_epoch_s", "flops", "flops_sparse", "inference_flops", "inference_flops_dense",
+    "params", "params_total", "peak_memory_mb", "peak_memory_added_mb", "memory_source", "kept_steps",
+})
+
+
+def reported_metrics(task, technique_classes) -> frozenset[str] | None:
+    """The metric names (``*`` patterns among them) trials of ``task`` with these techniques report.
+
+    None where a task overrides ``evaluate`` without naming its ``metrics``, or
+    a technique overrides ``metrics`` without declaring ``reports``: then
+    nothing can be checked before a trial runs.
+    """
+    from .tasks import Task
+
+    overrides = _defined(type(task), Task)
+    task_metrics = type(task).metrics if "metrics" in overrides or "evaluate" not in overrides else None
+    declared = [techniques.declared_reports(cls) for cls in technique_classes]
+    if task_metrics is None or None in declared:
+        return None
+    return TRIAL_METRICS | {task.quality, *task_metrics} | frozenset().union(*declared)
+
+
+def _defined(cls: type, base: type) -> set[str]:
+    """The attributes ``cls`` or a class between it and ``base`` defines: what it overrides of ``base``."""
+    names: set[str] = set()
+    for klass in cls.__mro__[: cls.__mro__.index(base)]:
+        names |= set(vars(klass))
+    return names
+
+
 class ConfigError(ValueError):
     """A config with one or more problems, each naming the field to fix."""
 
@@ -138,16 +173,17 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
     }
     extra = [name for name in available() if name in config and name not in technique_names]
     problems += [f"parameters given for {name!r}, which is not in techniques {technique_names}" for name in extra]
+    if not problems:
+        build_model = parts["model"] if callable(parts["model"]) else lambda: task.build_model(model)
+        attempt(lambda: _check_fit(build_model, technique_names, config, parts["settings"]))
     if callable(parts["model"]) and not problems:
-        attempt(lambda: _check_fit(parts["model"], technique_names, config, parts["settings"]))
+        attempt(lambda: _check_inputs(parts["model"], task, config.get("model")))
     return problems, parts
 
 
 def _check_fit(build_model, technique_names: list[str], config: Mapping[str, Any], settings) -> None:
-    """Prepare fresh techniques on a model from outside the task, so that what a technique needs and
-    the model lacks (gating's gated blocks, resizable widths) is one line before any trial starts.
-
-    The task's own variants need no such check: its presets are tested with them.
+    """Prepare fresh techniques on a fresh model, so that what a technique needs and the model lacks
+    (gating's gated blocks on an MLP, resizable widths) is one line before any trial starts.
     """
     technique = techniques.create(technique_names, {name: config.get(name) for name in technique_names})
     steps = settings.steps if settings.epochs is None else max(1, math.ceil(settings.epochs))
@@ -157,6 +193,22 @@ def _check_fit(build_model, technique_names: list[str], config: Mapping[str, Any
         technique.prepare(build_model(), probe)
     except (AttributeError, NotImplementedError):
         pass  # the technique's prepare needs a real run (data, an optimizer) to tell; the trial will
+
+
+def _check_inputs(build_model, task, name: str) -> None:
+    """A model from outside the task takes one held-out batch: a model built for other inputs is one line here,
+    not an error in every trial. Skipped where the task's data is not on this machine yet (it is fetched later)."""
+    try:
+        _, held_out = task.splits(torch.device("cpu"), 2, 0)
+    except ValueError:
+        return
+    inputs, _ = next(iter(held_out.batches()))
+    try:
+        with torch.no_grad():
+            build_model().eval()(inputs[:2])
+    except (RuntimeError, ValueError, TypeError) as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"model {name!r} does not take the task's inputs (a batch of shape {tuple(inputs[:2].shape)}): {first}") from None
 
 
 class CheckpointPolicy:

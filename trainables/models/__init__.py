@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from greentune.registry import Registry, import_submodules, load_object
+from greentune.registry import Registry, call_factory, import_submodules, load_object
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", discover=lambda: import_submodules(__name__))
 
@@ -65,10 +65,7 @@ def _build_outside_model(name: str, options: Mapping[str, Any]) -> nn.Module:
     if name.startswith(PREFIX):
         return torchvision_model(name.removeprefix(PREFIX), **options)
     function = load_object(name, "model")
-    try:
-        model = function(**options) if callable(function) else function
-    except TypeError as error:
-        raise ValueError(f"model {name!r}: {error}") from None
+    model = call_factory(function, f"model {name!r}", **options) if callable(function) else function
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

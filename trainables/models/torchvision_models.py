@@ -45,7 +45,7 @@ def torchvision_model(name: str, **options: Any) -> nn.Module:
         raise ValueError(f"torchvision has no model {name!r}{hint}")
     try:
         model = models.get_model(name, weights=None, **options)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: a size torch cannot build, num_classes: -1
         raise ValueError(f"model torchvision:{name}: {error}") from None
     if type(model) is models.ResNet:
         model.__class__ = ResizableResNet

@@ -11,13 +11,14 @@ their own tasks without editing greentune. A task's training defaults are a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
-from greentune.registry import Registry, import_submodules
+from greentune.registry import Registry, call_factory, import_submodules
 from greentune.techniques.space import is_number
 
 from ..data import DeviceData, as_data
@@ -75,14 +76,19 @@ class TrainSettings:
         for name in ("batch_size", "steps", "eval_every"):
             if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
                 raise ValueError(f"train.{name} must be a positive integer, got {getattr(settings, name)!r}")
-        if not is_number(settings.lr) or settings.lr <= 0:
+        if not _finite(settings.lr) or settings.lr <= 0:
             raise ValueError(f"train.lr must be a positive number, got {settings.lr!r}")
-        if settings.epochs is not None and (not is_number(settings.epochs) or settings.epochs <= 0):
+        if settings.epochs is not None and (not _finite(settings.epochs) or settings.epochs <= 0):
             raise ValueError(f"train.epochs must be a positive number (or left out for steps), got {settings.epochs!r}")
         for name in ("momentum", "weight_decay", "lr_gamma"):
-            if not is_number(getattr(settings, name)) or getattr(settings, name) < 0:
+            if not _finite(getattr(settings, name)) or getattr(settings, name) < 0:
                 raise ValueError(f"train.{name} must be a number >= 0, got {getattr(settings, name)!r}")
         return settings
+
+
+def _finite(value: Any) -> bool:
+    """A number, and neither NaN nor infinite: a learning rate of .nan trains nothing and says nothing."""
+    return is_number(value) and math.isfinite(value)
 
 
 class Task:
@@ -109,6 +115,7 @@ class Task:
 
     name: ClassVar[str]
     quality: ClassVar[str] = "test_loss"  # the metric reported as ``quality``
+    metrics: ClassVar[tuple[str, ...]] = ("test_loss", "accuracy")  # what ``evaluate`` reports; name yours if you override it
     mode: ClassVar[str] = "min"  # "min" or "max" for the quality metric
     models: ClassVar[tuple[str, ...] | Mapping[str, Callable[[], nn.Module]]]
     default_model: ClassVar[str]
@@ -207,10 +214,7 @@ def create_task(name: str, **options: Any) -> Task:
     factory = TASKS.get(name)
     if not callable(factory):
         raise ValueError(f"task {name!r} is a {type(factory).__name__}; name a Task subclass or a function returning a Task")
-    try:
-        task = factory(**options)
-    except TypeError as error:
-        raise ValueError(f"task {name!r}: {error}") from None
+    task = call_factory(factory, f"task {name!r}", **options)
     return _checked_task(task, name) if TASKS.is_imported(name) else task
 
 

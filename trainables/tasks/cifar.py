@@ -74,6 +74,7 @@ class Cifar(Task):
     dataset: ClassVar[type[datasets.CIFAR10]]
     classes: ClassVar[int]
     quality = "test_accuracy"
+    metrics = ("test_accuracy", "test_loss")
     mode = "max"
     models = tuple(VARIANTS)
     default_model = "wrn28_1"

@@ -45,6 +45,7 @@ class MLPClassification(Task):
     """An MLP classifier task; subclasses set ``inputs``, ``classes`` and provide the data."""
 
     quality = "accuracy"
+    metrics = ("accuracy", "test_loss")
     mode = "max"
     models = ("full", f"{PARAM_EQUIVALENT}<density>")
     default_model = "full"

@@ -40,6 +40,9 @@ class SyntheticImages(Cifar):
         self.n_train, self.n_test, self.classes, self.size = n_train, n_test, classes, size
         self.noise, self.width, self.data_seed = noise, width, data_seed
 
+    def fetch_data(self) -> None:
+        """Nothing to fetch: the images are generated (CIFAR's download does not apply)."""
+
     def splits(self, device, batch_size, seed):
         generator = torch.Generator().manual_seed(DATA_SEED_OFFSET + self.data_seed)
         patterns = torch.randn(self.classes, 3, 4, 4, generator=generator)

@@ -24,12 +24,18 @@ TEACHER_SEED_OFFSET = 1_000_003
 class TeacherStudent(Task):
     name = "teacher_student"
     quality = "test_loss"
+    metrics = ("test_loss", "train_loss")
     mode = "min"
     models = tuple(HIDDEN)  # small 100:25:10, big 100:50:10, wide 100:100:10
     default_model = "big"
     defaults = TrainSettings(optimizer="sgd", lr=0.01, batch_size=100, steps=3500, eval_every=500)
 
     def __init__(self, n_train: int = 1000, n_test: int = 1000, data_seed: int = 0):
+        for name, value in (("n_train", n_train), ("n_test", n_test)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"task_options.{name} must be a positive integer, got {value!r}")
+        if not isinstance(data_seed, int) or isinstance(data_seed, bool):
+            raise ValueError(f"task_options.data_seed must be an integer, got {data_seed!r}")
         self.n_train, self.n_test, self.data_seed = n_train, n_test, data_seed
 
     def splits(self, device, batch_size, seed):
