@@ -100,7 +100,7 @@ def analyse(
         reference=reference,
         hypervolume=hypervolume(considered, objectives, reference) if reference else 0.0,
         trace=hypervolume_trace(ordered, objectives, reference) if reference else pd.DataFrame(columns=["trials", "hypervolume"]),
-        approaches=approach_summary(considered, objectives, reference, by) if reference and by in considered.columns else pd.DataFrame(),
+        approaches=approach_summary(trials, considered, objectives, reference, by) if reference and by in trials.columns else pd.DataFrame(),
         noisy=noisy_front(considered, objectives) if len(front) else pd.DataFrame(),
         table=table,
         baseline=chosen if table is not None else None,
