@@ -120,8 +120,11 @@ def _comparison(analysis: Analysis) -> str:
 
 
 def _noise(analysis: Analysis) -> str:
-    if analysis.noisy.empty:
+    if analysis.front.empty:
         return "<p>No finished trial.</p>"
+    if analysis.noisy.empty:
+        return "<p>Every configuration ran once, so there is no seed-to-seed spread to show; " \
+               "repeat each configuration (<code>repeats: 3</code> in the search file) to see which front members survive it.</p>"
     noisy = analysis.noisy.sort_values("front_probability", ascending=False)
     noisy = noisy[noisy["front_probability"] > 0]
     columns = [*front_columns(noisy, analysis.objectives), "runs", "front_probability", "robust"]

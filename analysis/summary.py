@@ -19,7 +19,7 @@ import pandas as pd
 from .constraints import Constraint, feasible
 from .indicators import hypervolume, hypervolume_trace, reference_point
 from .pareto import knee_point, pareto_front, pareto_ranks
-from .repeats import noisy_front
+from .repeats import has_repeats, noisy_front
 from .tables import approach_summary, comparison_table, find_baseline, front_columns
 
 
@@ -101,7 +101,7 @@ def analyse(
         hypervolume=hypervolume(considered, objectives, reference) if reference else 0.0,
         trace=hypervolume_trace(ordered, objectives, reference) if reference else pd.DataFrame(columns=["trials", "hypervolume"]),
         approaches=approach_summary(trials, considered, objectives, reference, by) if reference and by in trials.columns else pd.DataFrame(),
-        noisy=noisy_front(considered, objectives) if len(front) else pd.DataFrame(),
+        noisy=noisy_front(considered, objectives) if len(front) and has_repeats(considered) else pd.DataFrame(),
         table=table,
         baseline=chosen if table is not None else None,
         notes=notes,
