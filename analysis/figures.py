@@ -8,6 +8,7 @@ PNG and the interactive HTML versions cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -53,6 +54,25 @@ class Figure:
     traces: list[Trace] = field(default_factory=list)
     logy: bool = False
 
+    def add(self, trace: Trace) -> None:
+        """Keep ``trace`` only where it draws a mark, so that no legend entry stands for nothing.
+
+        A trace with no point whose x and y are both numbers (an approach
+        without a measured energy, trials that failed before reporting) is
+        left out; a line with no two neighbouring points draws nothing (a
+        trial stopped after its first evaluation), so its points are drawn
+        as markers instead.
+        """
+        if trace.kind == "heatmap":
+            self.traces.append(trace)
+            return
+        drawn = np.isfinite(trace.x) & np.isfinite(trace.y)
+        if not drawn.any():
+            return
+        if trace.kind == "lines" and not (drawn[1:] & drawn[:-1]).any():
+            trace = dataclasses.replace(trace, kind="markers")
+        self.traces.append(trace)
+
 
 def colours(names) -> dict[str, str]:
     """A colour per name, in order of first appearance."""
@@ -81,23 +101,25 @@ def front_figure(
     palette = palette or colours(considered[by])
     figure = Figure("front", f"{LABELS.get(y_column, y_column)} vs {LABELS.get(x_column, x_column)}", _label(x_column), _label(y_column))
     if excluded is not None and len(excluded):
-        figure.traces.append(Trace("excluded (unfinished or constrained)", _values(excluded, x_column), _values(excluded, y_column),
-                                   color=MUTED_COLOR, symbol="x", hover=_hover(excluded)))
+        figure.add(Trace("excluded (unfinished or constrained)", _values(excluded, x_column), _values(excluded, y_column),
+                         color=MUTED_COLOR, symbol="x", hover=_hover(excluded)))
     for name, group in considered.groupby(by, sort=False):
-        figure.traces.append(Trace(str(name), _values(group, x_column), _values(group, y_column), color=palette[str(name)], hover=_hover(group)))
+        figure.add(Trace(str(name), _values(group, x_column), _values(group, y_column), color=palette[str(name)], hover=_hover(group)))
     if len(objectives) == 2:
         for name, own in fronts_by(considered, objectives, by).groupby(by, sort=False):
+            if len(own) < 2:
+                continue  # one point is no line; its marker is drawn already
             x, y = staircase(_values(own, x_column), _values(own, y_column), objectives[x_column])
-            figure.traces.append(Trace(str(name), x, y, kind="lines", color=palette[str(name)], group=str(name), width=0.8))
+            figure.add(Trace(str(name), x, y, kind="lines", color=palette[str(name)], group=str(name), width=0.8))
     front = pareto_front(considered, objectives)
     if len(front):
-        figure.traces.append(Trace("Pareto front", _values(front, x_column), _values(front, y_column), symbol="ring", size=12, hover=_hover(front)))
-        if len(objectives) == 2:
+        figure.add(Trace("Pareto front", _values(front, x_column), _values(front, y_column), symbol="ring", size=12, hover=_hover(front)))
+        if len(objectives) == 2 and len(front) > 1:
             x, y = staircase(_values(front, x_column), _values(front, y_column), objectives[x_column])
-            figure.traces.append(Trace("Pareto front", x, y, kind="lines", group="Pareto front", width=1.6))
+            figure.add(Trace("Pareto front", x, y, kind="lines", group="Pareto front", width=1.6))
     if knee is not None:
-        figure.traces.append(Trace("knee", np.array([knee[x_column]], dtype=float), np.array([knee[y_column]], dtype=float),
-                                   symbol="star", size=16, color="#d62728", hover=_hover(knee.to_frame().T)))
+        figure.add(Trace("knee", np.array([knee[x_column]], dtype=float), np.array([knee[y_column]], dtype=float),
+                         symbol="star", size=16, color="#d62728", hover=_hover(knee.to_frame().T)))
     return figure
 
 
@@ -136,11 +158,9 @@ def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Map
             continue
         figure = Figure(name, f"{_label(column)} over training", "step", _label(column), logy=column in ("loss", "quality") and _positive(history[column]))
         for trial_id, trial in history.groupby("trial_id", sort=False):
-            if pd.to_numeric(trial[column], errors="coerce").isna().all():
-                continue  # e.g. a baseline has no kept fraction
             label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
-            figure.traces.append(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
-                                       color=palette.get(label, FRONT_COLOR), group=label, hover=[str(trial_id)] * len(trial)))
+            figure.add(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
+                              color=palette.get(label, FRONT_COLOR), group=label, hover=[str(trial_id)] * len(trial)))
         figures.append(figure)
     return figures
 
@@ -166,15 +186,16 @@ def gate_figures(history: pd.DataFrame, *, by: str = "approach", limit: int = 8)
             break
         label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
         figure = Figure(f"gates-{trial_id}", f"gate opening ratio, {label} ({trial_id})", "step", "gate")
-        figure.traces.append(Trace(label, _values(trial, "step"), np.arange(rates.shape[1]), kind="heatmap",
-                                   z=rates.to_numpy(dtype=float).T))
+        figure.add(Trace(label, _values(trial, "step"), np.arange(rates.shape[1]), kind="heatmap",
+                         z=rates.to_numpy(dtype=float).T))
         figures.append(figure)
     return figures
 
 
 def hypervolume_figure(trace: pd.DataFrame) -> Figure:
-    return Figure("hypervolume", "hypervolume over the search", LABELS["trials"], LABELS["hypervolume"],
-                  [Trace("hypervolume", trace["trials"].to_numpy(float), trace["hypervolume"].to_numpy(float), kind="lines")])
+    figure = Figure("hypervolume", "hypervolume over the search", LABELS["trials"], LABELS["hypervolume"])
+    figure.add(Trace("hypervolume", trace["trials"].to_numpy(float), trace["hypervolume"].to_numpy(float), kind="lines"))
+    return figure
 
 
 def _label(column: str) -> str:

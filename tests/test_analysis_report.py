@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from greentune import analysis
-from greentune.analysis.report import write_report
+from greentune.analysis.report import build_figures, write_report
 
 LOSS = {"quality": "min", "energy_j": "min"}
 
@@ -24,6 +24,39 @@ def trials(seeds: int = 1) -> pd.DataFrame:
     frame["config/approach"] = frame["approach"]
     frame["trial_id"] = [f"t{index}" for index in range(len(frame))]
     return frame
+
+
+def history(frame: pd.DataFrame) -> pd.DataFrame:
+    """Two evaluations per trial."""
+    return pd.concat([frame[["trial_id", "approach", "quality", "energy_j"]].assign(step=step, loss=1.0 / step)
+                      for step in (50, 100)], ignore_index=True)
+
+
+def legend(figure) -> dict[str, bool]:
+    """Each legend entry of ``figure`` and whether some trace of it draws a mark (a point, or a line between two)."""
+    entries: dict[str, bool] = {}
+    for trace in figure.traces:
+        drawn = np.isfinite(trace.x) & np.isfinite(trace.y)
+        marked = drawn.any() if trace.kind == "markers" else bool((drawn[1:] & drawn[:-1]).any())
+        key = trace.group or trace.name
+        entries[key] = entries.get(key, False) or marked
+    return entries
+
+
+def test_no_legend_entry_without_a_mark():
+    frame = trials()
+    unmetered = frame.iloc[[0]].assign(trial_id="u", approach="unmetered", energy_j=np.nan)  # no energy: no point to draw
+    frame = pd.concat([frame, unmetered], ignore_index=True)
+    result = analysis.analyse(frame, LOSS)
+    steps = history(frame)
+    steps = steps[~((steps["trial_id"] == "t1") & (steps["step"] == 100))]  # stopped after its first evaluation
+    figures = {figure.name: figure for figure in build_figures(result, steps)}
+    front = legend(figures["front"])
+    assert "unmetered" not in front and all(front.values())
+    assert {"baseline-big", "baseline-small", "data-selection", "Pareto front", "knee"} <= set(front)
+    for name in ("training-quality", "training-loss"):
+        entries = legend(figures[name])
+        assert all(entries.values()) and "baseline-small" in entries  # its lone evaluation is drawn as a point
 
 
 def test_seed_noise_front_only_with_repeats(tmp_path):
