@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .labels import NAMES, Labels
 from .pareto import fronts_by, pareto_front
 from .tables import technique_parameters
 
@@ -24,10 +25,6 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 FRONT_COLOR, MUTED_COLOR = "#222222", "#c8c8c8"
 STRUCTURE_WORDS = ("kept_fraction", "density", "sparsity", "width", "gate_open", "gate")
 GATE_RATE = re.compile(r"gate_rate_(\d+)")  # one column per gate: drawn together as a heatmap, not one plot each
-LABELS = {
-    "quality": "quality", "energy_j": "training energy (J)", "time_s": "training time (s)", "flops": "training FLOPs",
-    "loss": "training loss (window mean)", "step": "step", "trials": "trials completed", "hypervolume": "hypervolume",
-}
 
 
 @dataclass
@@ -87,6 +84,7 @@ def front_figure(
     knee: pd.Series | None = None,
     by: str = "approach",
     palette: Mapping[str, str] | None = None,
+    labels: Labels = Labels(),
 ) -> Figure:
     """Every considered trial by approach, each approach's own front as a thin line in its
     colour, the overall front as a black staircase with ringed points, the knee starred.
@@ -99,7 +97,7 @@ def front_figure(
     if by not in considered.columns:
         considered = considered.assign(**{by: "trials"})
     palette = palette or colours(considered[by])
-    figure = Figure("front", f"{LABELS.get(y_column, y_column)} vs {LABELS.get(x_column, x_column)}", _label(x_column), _label(y_column))
+    figure = Figure("front", f"{labels.name(y_column)} vs {labels.name(x_column)}", labels.axis(x_column), labels.axis(y_column))
     if excluded is not None and len(excluded):
         figure.add(Trace("excluded (unfinished or constrained)", _values(excluded, x_column), _values(excluded, y_column),
                          color=MUTED_COLOR, symbol="x", hover=_hover(excluded)))
@@ -143,7 +141,9 @@ def staircase(x: np.ndarray, y: np.ndarray, x_mode: str) -> tuple[np.ndarray, np
     return np.array(xs), np.array(ys)
 
 
-def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Mapping[str, str] | None = None) -> list[Figure]:
+def history_figures(
+    history: pd.DataFrame, *, by: str = "approach", palette: Mapping[str, str] | None = None, labels: Labels = Labels()
+) -> list[Figure]:
     """Quality, training loss, energy and every structure ratio (kept fraction, density, width, gates) per step."""
     if history.empty or "step" not in history.columns:
         return []
@@ -156,7 +156,7 @@ def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Map
     for name, column in wanted:
         if column not in history.columns or pd.to_numeric(history[column], errors="coerce").notna().sum() == 0:
             continue
-        figure = Figure(name, f"{_label(column)} over training", "step", _label(column), logy=column in ("loss", "quality") and _positive(history[column]))
+        figure = Figure(name, f"{labels.name(column)} over training", "step", labels.axis(column), logy=column in ("loss", "quality") and _positive(history[column]))
         for trial_id, trial in history.groupby("trial_id", sort=False):
             label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
             figure.add(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
@@ -193,13 +193,9 @@ def gate_figures(history: pd.DataFrame, *, by: str = "approach", limit: int = 8)
 
 
 def hypervolume_figure(trace: pd.DataFrame) -> Figure:
-    figure = Figure("hypervolume", "hypervolume over the search", LABELS["trials"], LABELS["hypervolume"])
+    figure = Figure("hypervolume", "hypervolume over the search", NAMES["trials"], NAMES["hypervolume"])
     figure.add(Trace("hypervolume", trace["trials"].to_numpy(float), trace["hypervolume"].to_numpy(float), kind="lines"))
     return figure
-
-
-def _label(column: str) -> str:
-    return LABELS.get(column, column.replace("_", " "))
 
 
 def _values(frame: pd.DataFrame, column: str) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .figures import Figure, colours, front_figure, gate_figures, history_figures, hypervolume_figure
+from .labels import Labels
 from .summary import Analysis, display_table
 from .tables import front_columns
 
@@ -26,11 +27,13 @@ th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 def build_figures(analysis: Analysis, history: pd.DataFrame, by: str = "approach") -> list[Figure]:
     """Every figure of the report: front, training curves, structure ratios, gates, energy, hypervolume."""
     palette = colours(analysis.trials[by]) if by in analysis.trials.columns else {}
+    labels = Labels.of(analysis.objectives, analysis.quality_metric)
     figures = []
     if len(analysis.front):
         excluded = analysis.trials[~analysis.trials.index.isin(analysis.considered.index)]
-        figures.append(front_figure(analysis.considered, analysis.objectives, excluded=excluded, knee=analysis.knee, by=by, palette=palette))
-    figures += history_figures(history, by=by, palette=palette)
+        figures.append(front_figure(analysis.considered, analysis.objectives, excluded=excluded, knee=analysis.knee, by=by,
+                                    palette=palette, labels=labels))
+    figures += history_figures(history, by=by, palette=palette, labels=labels)
     figures += gate_figures(history, by=by)
     if len(analysis.trace):
         figures.append(hypervolume_figure(analysis.trace))
@@ -87,7 +90,8 @@ def _summary(analysis: Analysis) -> str:
     counts = trials["status"].value_counts().to_dict() if "status" in trials.columns else {}
     items = [
         f"{len(trials)} trials: " + ", ".join(f"{count} {status}" for status, count in counts.items()),
-        "objectives: " + ", ".join(f"{column} ({mode})" for column, mode in analysis.objectives.items()),
+        "objectives: " + ", ".join(f"{column} ({mode})" for column, mode in analysis.objectives.items())
+        + (f"; quality is the task's {analysis.quality_metric['name']}" if analysis.quality_metric else ""),
         f"constraints: {', '.join(analysis.constraints) or 'none'}; {len(analysis.considered)} finished trials considered",
     ]
     if "energy_source" in analysis.considered.columns:

@@ -40,6 +40,7 @@ class Analysis:
     table: pd.DataFrame | None
     baseline: str | None
     notes: list[str] = field(default_factory=list)
+    quality_metric: dict[str, str] | None = None  # the task's metric behind ``quality``, when the search recorded it
 
 
 def analyse(
@@ -105,6 +106,7 @@ def analyse(
         table=table,
         baseline=chosen if table is not None else None,
         notes=notes,
+        quality_metric=trials.attrs.get("quality_metric"),
     )
 
 
@@ -241,6 +243,7 @@ def to_json(analysis: Analysis) -> str:
     document = {
         "source": analysis.source,
         "objectives": analysis.objectives,
+        "quality_metric": analysis.quality_metric,
         "constraints": analysis.constraints,
         "trials": len(analysis.trials),
         "considered": len(analysis.considered),

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from greentune import analysis
 from greentune.analysis.report import build_figures, write_report
@@ -68,3 +69,24 @@ def test_seed_noise_front_only_with_repeats(tmp_path):
     repeated = analysis.analyse(trials(seeds=2), LOSS)
     assert (repeated.noisy["runs"] == 2).all()
     assert "front_probability" in write_report(repeated, [], tmp_path / "repeated.html").read_text()
+
+
+def test_axes_name_the_task_metric_and_which_way_is_better(tmp_path):
+    from greentune.search.config import parse_search
+    from greentune.search.runner import _write_search_record
+
+    _write_search_record(parse_search({"task": "teacher_student", "approaches": {"baseline-big": {"techniques": ["baseline"]}}}),
+                         tmp_path, None)
+    assert yaml.safe_load((tmp_path / "search.yaml").read_text())["quality_metric"] == {"name": "test_loss", "mode": "min"}
+    trials().to_csv(tmp_path / "results.csv", index=False)
+    loaded = analysis.load(tmp_path)
+    result = analysis.analyse(loaded)
+    figures = {figure.name: figure for figure in build_figures(result, history(loaded))}
+    assert figures["front"].ylabel == "held-out loss, lower is better"
+    assert figures["front"].xlabel == "training energy (J), lower is better"
+    assert figures["training-quality"].ylabel == "held-out loss, lower is better"
+    assert figures["training-loss"].ylabel == "training loss (window mean)"  # not an objective: no direction to claim
+
+    unrecorded = analysis.analyse(trials(), LOSS)  # a search run before the metric was recorded
+    (front,) = [figure for figure in build_figures(unrecorded, pd.DataFrame()) if figure.name == "front"]
+    assert front.ylabel == "quality, lower is better"
