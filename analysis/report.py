@@ -14,11 +14,16 @@ from .summary import Analysis, display_table
 from .tables import front_columns
 
 REPORT_FILE = "report.html"
+# A table wider than the page scrolls inside its own box, so the page never
+# scrolls sideways; cells stay on one line but the comparison's configurations, which wrap.
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 1200px; color: #222; }
+p, li { overflow-wrap: anywhere; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; }
+.table-scroll { max-width: 100%; overflow-x: auto; margin: 0.5rem 0; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+table.comparison td:nth-child(2) { min-width: 16rem; max-width: 30rem; white-space: normal; text-align: left; }
 th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 .notes li { color: #8a5300; } .muted { color: #666; }
 """
@@ -80,9 +85,13 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.rename(columns=lambda column: str(column).split("/")[-1]).to_html(
+    return _scrolling(frame.rename(columns=lambda column: str(column).split("/")[-1]).to_html(
         index=False, na_rep="", border=0, float_format=lambda value: f"{value:.4g}"
-    )
+    ))
+
+
+def _scrolling(table: str) -> str:
+    return f"<div class=\"table-scroll\">{table}</div>"
 
 
 def _summary(analysis: Analysis) -> str:
@@ -120,7 +129,7 @@ def _comparison(analysis: Analysis) -> str:
     if analysis.table is None:
         return "<p>No baseline to compare with; name one with --baseline.</p>"
     return "<p class=\"muted\">Mean ± std over each configuration's runs; gains relative to the baseline, positive when cheaper; " \
-           "quality loss positive when worse.</p>" + display_table(analysis.table).to_html(index=False, border=0)
+           "quality loss positive when worse.</p>" + _scrolling(display_table(analysis.table).to_html(index=False, border=0, classes="comparison"))
 
 
 def _noise(analysis: Analysis) -> str:

@@ -2,10 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
+from PIL import Image
 
 from greentune import analysis
 from greentune.analysis.report import build_figures, write_report
+from greentune.analysis.screenshot import check_report, find_browser
 
 LOSS = {"quality": "min", "energy_j": "min"}
 
@@ -90,3 +93,19 @@ def test_axes_name_the_task_metric_and_which_way_is_better(tmp_path):
     unrecorded = analysis.analyse(trials(), LOSS)  # a search run before the metric was recorded
     (front,) = [figure for figure in build_figures(unrecorded, pd.DataFrame()) if figure.name == "front"]
     assert front.ylabel == "quality, lower is better"
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium on this machine (apt-get install chromium)")
+def test_report_fits_a_1400_pixel_window_in_chromium_and_draws_its_front(tmp_path):
+    frame = trials(seeds=2)
+    for index in range(12):  # a technique with many parameters: front and seed-noise tables far wider than the page
+        frame[f"config/data_selection/parameter_with_a_long_name_{index}"] = frame["config/data_selection/selectivity"]
+    result = analysis.analyse(frame, LOSS)
+    report = write_report(result, build_figures(result, history(frame)), tmp_path / "report.html")
+    check = check_report(report, tmp_path / "report.png", width=1400, height=1600)
+    assert check.console == [] and check.front_points == len(frame) + len(result.front) + 1  # trials, rings, knee
+    assert check.page_width <= check.window_width == 1400  # the wide tables scroll inside themselves
+    shot = Image.open(check.screenshot).convert("RGB")
+    assert shot.width == 1400 and check.front_box is not None
+    colours = {colour for _, colour in shot.crop(check.front_box).getcolors(1 << 20)}
+    assert len(colours) > 20 and (0x4E, 0x79, 0xA7) in colours  # a drawn chart, the first approach's points in its colour
