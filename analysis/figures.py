@@ -8,6 +8,7 @@ PNG and the interactive HTML versions cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -15,6 +16,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .labels import NAMES, Labels
 from .pareto import fronts_by, pareto_front
 from .tables import technique_parameters
 
@@ -23,10 +25,6 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 FRONT_COLOR, MUTED_COLOR = "#222222", "#c8c8c8"
 STRUCTURE_WORDS = ("kept_fraction", "density", "sparsity", "width", "gate_open", "gate")
 GATE_RATE = re.compile(r"gate_rate_(\d+)")  # one column per gate: drawn together as a heatmap, not one plot each
-LABELS = {
-    "quality": "quality", "energy_j": "training energy (J)", "time_s": "training time (s)", "flops": "training FLOPs",
-    "loss": "training loss (window mean)", "step": "step", "trials": "trials completed", "hypervolume": "hypervolume",
-}
 
 
 @dataclass
@@ -53,6 +51,25 @@ class Figure:
     traces: list[Trace] = field(default_factory=list)
     logy: bool = False
 
+    def add(self, trace: Trace) -> None:
+        """Keep ``trace`` only where it draws a mark, so that no legend entry stands for nothing.
+
+        A trace with no point whose x and y are both numbers (an approach
+        without a measured energy, trials that failed before reporting) is
+        left out; a line with no two neighbouring points draws nothing (a
+        trial stopped after its first evaluation), so its points are drawn
+        as markers instead.
+        """
+        if trace.kind == "heatmap":
+            self.traces.append(trace)
+            return
+        drawn = np.isfinite(trace.x) & np.isfinite(trace.y)
+        if not drawn.any():
+            return
+        if trace.kind == "lines" and not (drawn[1:] & drawn[:-1]).any():
+            trace = dataclasses.replace(trace, kind="markers")
+        self.traces.append(trace)
+
 
 def colours(names) -> dict[str, str]:
     """A colour per name, in order of first appearance."""
@@ -67,6 +84,7 @@ def front_figure(
     knee: pd.Series | None = None,
     by: str = "approach",
     palette: Mapping[str, str] | None = None,
+    labels: Labels = Labels(),
 ) -> Figure:
     """Every considered trial by approach, each approach's own front as a thin line in its
     colour, the overall front as a black staircase with ringed points, the knee starred.
@@ -79,25 +97,27 @@ def front_figure(
     if by not in considered.columns:
         considered = considered.assign(**{by: "trials"})
     palette = palette or colours(considered[by])
-    figure = Figure("front", f"{LABELS.get(y_column, y_column)} vs {LABELS.get(x_column, x_column)}", _label(x_column), _label(y_column))
+    figure = Figure("front", f"{labels.name(y_column)} vs {labels.name(x_column)}", labels.axis(x_column), labels.axis(y_column))
     if excluded is not None and len(excluded):
-        figure.traces.append(Trace("excluded (unfinished or constrained)", _values(excluded, x_column), _values(excluded, y_column),
-                                   color=MUTED_COLOR, symbol="x", hover=_hover(excluded)))
+        figure.add(Trace("excluded (unfinished or constrained)", _values(excluded, x_column), _values(excluded, y_column),
+                         color=MUTED_COLOR, symbol="x", hover=_hover(excluded)))
     for name, group in considered.groupby(by, sort=False):
-        figure.traces.append(Trace(str(name), _values(group, x_column), _values(group, y_column), color=palette[str(name)], hover=_hover(group)))
+        figure.add(Trace(str(name), _values(group, x_column), _values(group, y_column), color=palette[str(name)], hover=_hover(group)))
     if len(objectives) == 2:
         for name, own in fronts_by(considered, objectives, by).groupby(by, sort=False):
+            if len(own) < 2:
+                continue  # one point is no line; its marker is drawn already
             x, y = staircase(_values(own, x_column), _values(own, y_column), objectives[x_column])
-            figure.traces.append(Trace(str(name), x, y, kind="lines", color=palette[str(name)], group=str(name), width=0.8))
+            figure.add(Trace(str(name), x, y, kind="lines", color=palette[str(name)], group=str(name), width=0.8))
     front = pareto_front(considered, objectives)
     if len(front):
-        figure.traces.append(Trace("Pareto front", _values(front, x_column), _values(front, y_column), symbol="ring", size=12, hover=_hover(front)))
-        if len(objectives) == 2:
+        figure.add(Trace("Pareto front", _values(front, x_column), _values(front, y_column), symbol="ring", size=12, hover=_hover(front)))
+        if len(objectives) == 2 and len(front) > 1:
             x, y = staircase(_values(front, x_column), _values(front, y_column), objectives[x_column])
-            figure.traces.append(Trace("Pareto front", x, y, kind="lines", group="Pareto front", width=1.6))
+            figure.add(Trace("Pareto front", x, y, kind="lines", group="Pareto front", width=1.6))
     if knee is not None:
-        figure.traces.append(Trace("knee", np.array([knee[x_column]], dtype=float), np.array([knee[y_column]], dtype=float),
-                                   symbol="star", size=16, color="#d62728", hover=_hover(knee.to_frame().T)))
+        figure.add(Trace("knee", np.array([knee[x_column]], dtype=float), np.array([knee[y_column]], dtype=float),
+                         symbol="star", size=16, color="#d62728", hover=_hover(knee.to_frame().T)))
     return figure
 
 
@@ -121,7 +141,9 @@ def staircase(x: np.ndarray, y: np.ndarray, x_mode: str) -> tuple[np.ndarray, np
     return np.array(xs), np.array(ys)
 
 
-def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Mapping[str, str] | None = None) -> list[Figure]:
+def history_figures(
+    history: pd.DataFrame, *, by: str = "approach", palette: Mapping[str, str] | None = None, labels: Labels = Labels()
+) -> list[Figure]:
     """Quality, training loss, energy and every structure ratio (kept fraction, density, width, gates) per step."""
     if history.empty or "step" not in history.columns:
         return []
@@ -134,13 +156,11 @@ def history_figures(history: pd.DataFrame, *, by: str = "approach", palette: Map
     for name, column in wanted:
         if column not in history.columns or pd.to_numeric(history[column], errors="coerce").notna().sum() == 0:
             continue
-        figure = Figure(name, f"{_label(column)} over training", "step", _label(column), logy=column in ("loss", "quality") and _positive(history[column]))
+        figure = Figure(name, f"{labels.name(column)} over training", "step", labels.axis(column), logy=column in ("loss", "quality") and _positive(history[column]))
         for trial_id, trial in history.groupby("trial_id", sort=False):
-            if pd.to_numeric(trial[column], errors="coerce").isna().all():
-                continue  # e.g. a baseline has no kept fraction
             label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
-            figure.traces.append(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
-                                       color=palette.get(label, FRONT_COLOR), group=label, hover=[str(trial_id)] * len(trial)))
+            figure.add(Trace(label, _values(trial, "step"), _values(trial, column), kind="lines",
+                              color=palette.get(label, FRONT_COLOR), group=label, hover=[str(trial_id)] * len(trial)))
         figures.append(figure)
     return figures
 
@@ -166,19 +186,16 @@ def gate_figures(history: pd.DataFrame, *, by: str = "approach", limit: int = 8)
             break
         label = str(trial[by].iloc[0]) if by in trial.columns else str(trial_id)
         figure = Figure(f"gates-{trial_id}", f"gate opening ratio, {label} ({trial_id})", "step", "gate")
-        figure.traces.append(Trace(label, _values(trial, "step"), np.arange(rates.shape[1]), kind="heatmap",
-                                   z=rates.to_numpy(dtype=float).T))
+        figure.add(Trace(label, _values(trial, "step"), np.arange(rates.shape[1]), kind="heatmap",
+                         z=rates.to_numpy(dtype=float).T))
         figures.append(figure)
     return figures
 
 
 def hypervolume_figure(trace: pd.DataFrame) -> Figure:
-    return Figure("hypervolume", "hypervolume over the search", LABELS["trials"], LABELS["hypervolume"],
-                  [Trace("hypervolume", trace["trials"].to_numpy(float), trace["hypervolume"].to_numpy(float), kind="lines")])
-
-
-def _label(column: str) -> str:
-    return LABELS.get(column, column.replace("_", " "))
+    figure = Figure("hypervolume", "hypervolume over the search", NAMES["trials"], NAMES["hypervolume"])
+    figure.add(Trace("hypervolume", trace["trials"].to_numpy(float), trace["hypervolume"].to_numpy(float), kind="lines"))
+    return figure
 
 
 def _values(frame: pd.DataFrame, column: str) -> np.ndarray:

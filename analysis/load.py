@@ -9,9 +9,11 @@ Ray Tune keeps under ``tune/`` (which is all a running search has). What
 could not be read is described in ``frame.attrs["problems"]`` and skipped,
 so a partial or damaged directory still yields every complete row.
 
-``frame.attrs["objectives"]`` holds the search's ``{column: mode}`` and
+``frame.attrs["objectives"]`` holds the search's ``{column: mode}``,
 ``frame.attrs["constraints"]`` its constraints (``"energy_j <= 100"``, ...)
-when its ``search.yaml`` is readable; else None and [].
+and ``frame.attrs["quality_metric"]`` the task's metric reported as
+``quality`` (``{"name": "test_loss", "mode": "min"}``) when its
+``search.yaml`` is readable and records them; else None, [] and None.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def search_record(directory: Path) -> dict[str, Any] | None:
 def _read(source: Any, *, want_history: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, Any]]:
     problems: list[str] = []
     if isinstance(source, pd.DataFrame):
-        settings = {"objectives": source.attrs.get("objectives"), "constraints": source.attrs.get("constraints", [])}
+        settings = {"objectives": source.attrs.get("objectives"), "constraints": source.attrs.get("constraints", []),
+                    "quality_metric": source.attrs.get("quality_metric")}
         return source.copy(), source.copy(), problems, settings
     if not isinstance(source, (str, os.PathLike)):
         trials, history = tables(source)
@@ -259,16 +262,18 @@ def _tidy(trials: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
 
 
 def _search_settings(record: dict | None, problems: list[str]) -> dict[str, Any]:
-    """The objectives and constraints a search ran with, from its record."""
+    """The objectives, constraints and quality metric a search ran with, from its record."""
     if record is None:
-        return {"objectives": None, "constraints": []}
+        return {"objectives": None, "constraints": [], "quality_metric": None}
     objectives = record.get("objectives")
     if not isinstance(objectives, dict) or not objectives:
         problems.append("search.yaml has no objectives; pass them explicitly")
         objectives = None
     else:
         objectives = {str(column): str(mode) for column, mode in objectives.items()}
-    return {"objectives": objectives, "constraints": [str(text) for text in record.get("constraints") or []]}
+    quality = record.get("quality_metric")  # absent from searches run before it was recorded
+    quality = {"name": str(quality["name"]), "mode": str(quality["mode"])} if isinstance(quality, dict) and {"name", "mode"} <= set(quality) else None
+    return {"objectives": objectives, "constraints": [str(text) for text in record.get("constraints") or []], "quality_metric": quality}
 
 
 def _joined(value: Any) -> Any:

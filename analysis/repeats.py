@@ -81,6 +81,19 @@ def aggregate_repeats(frame: pd.DataFrame) -> pd.DataFrame:
     return table[[column for column in table.columns if column not in keys] + keys]
 
 
+def has_repeats(frame: pd.DataFrame) -> bool:
+    """Whether some configuration has more than one finished run.
+
+    Without one the seed-noise front has no spread to draw from: it is the
+    plain front again, each member with ``front_probability`` 1, which reads
+    as certainty that nothing measured.
+
+    >>> has_repeats(pd.DataFrame({"config/lr": [0.1, 0.2], "status": ["finished"] * 2, "energy_j": [1.0, 2.0]}))
+    False
+    """
+    return bool(len(frame)) and bool((aggregate_repeats(frame)["runs"] > 1).any())
+
+
 def noisy_front(
     frame: pd.DataFrame, objectives: Mapping[str, str], *, level: float = 0.5, draws: int = 500, seed: int = 0
 ) -> pd.DataFrame:

@@ -9,15 +9,21 @@ from pathlib import Path
 import pandas as pd
 
 from .figures import Figure, colours, front_figure, gate_figures, history_figures, hypervolume_figure
+from .labels import Labels
 from .summary import Analysis, display_table
 from .tables import front_columns
 
 REPORT_FILE = "report.html"
+# A table wider than the page scrolls inside its own box, so the page never
+# scrolls sideways; cells stay on one line but the comparison's configurations, which wrap.
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 1200px; color: #222; }
+p, li { overflow-wrap: anywhere; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; }
+.table-scroll { max-width: 100%; overflow-x: auto; margin: 0.5rem 0; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+table.comparison td:nth-child(2) { min-width: 16rem; max-width: 30rem; white-space: normal; text-align: left; }
 th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 .notes li { color: #8a5300; } .muted { color: #666; }
 """
@@ -26,11 +32,13 @@ th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 def build_figures(analysis: Analysis, history: pd.DataFrame, by: str = "approach") -> list[Figure]:
     """Every figure of the report: front, training curves, structure ratios, gates, energy, hypervolume."""
     palette = colours(analysis.trials[by]) if by in analysis.trials.columns else {}
+    labels = Labels.of(analysis.objectives, analysis.quality_metric)
     figures = []
     if len(analysis.front):
         excluded = analysis.trials[~analysis.trials.index.isin(analysis.considered.index)]
-        figures.append(front_figure(analysis.considered, analysis.objectives, excluded=excluded, knee=analysis.knee, by=by, palette=palette))
-    figures += history_figures(history, by=by, palette=palette)
+        figures.append(front_figure(analysis.considered, analysis.objectives, excluded=excluded, knee=analysis.knee, by=by,
+                                    palette=palette, labels=labels))
+    figures += history_figures(history, by=by, palette=palette, labels=labels)
     figures += gate_figures(history, by=by)
     if len(analysis.trace):
         figures.append(hypervolume_figure(analysis.trace))
@@ -77,9 +85,13 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.rename(columns=lambda column: str(column).split("/")[-1]).to_html(
+    return _scrolling(frame.rename(columns=lambda column: str(column).split("/")[-1]).to_html(
         index=False, na_rep="", border=0, float_format=lambda value: f"{value:.4g}"
-    )
+    ))
+
+
+def _scrolling(table: str) -> str:
+    return f"<div class=\"table-scroll\">{table}</div>"
 
 
 def _summary(analysis: Analysis) -> str:
@@ -87,7 +99,8 @@ def _summary(analysis: Analysis) -> str:
     counts = trials["status"].value_counts().to_dict() if "status" in trials.columns else {}
     items = [
         f"{len(trials)} trials: " + ", ".join(f"{count} {status}" for status, count in counts.items()),
-        "objectives: " + ", ".join(f"{column} ({mode})" for column, mode in analysis.objectives.items()),
+        "objectives: " + ", ".join(f"{column} ({mode})" for column, mode in analysis.objectives.items())
+        + (f"; quality is the task's {analysis.quality_metric['name']}" if analysis.quality_metric else ""),
         f"constraints: {', '.join(analysis.constraints) or 'none'}; {len(analysis.considered)} finished trials considered",
     ]
     if "energy_source" in analysis.considered.columns:
@@ -116,12 +129,15 @@ def _comparison(analysis: Analysis) -> str:
     if analysis.table is None:
         return "<p>No baseline to compare with; name one with --baseline.</p>"
     return "<p class=\"muted\">Mean ± std over each configuration's runs; gains relative to the baseline, positive when cheaper; " \
-           "quality loss positive when worse.</p>" + display_table(analysis.table).to_html(index=False, border=0)
+           "quality loss positive when worse.</p>" + _scrolling(display_table(analysis.table).to_html(index=False, border=0, classes="comparison"))
 
 
 def _noise(analysis: Analysis) -> str:
-    if analysis.noisy.empty:
+    if analysis.front.empty:
         return "<p>No finished trial.</p>"
+    if analysis.noisy.empty:
+        return "<p>Every configuration ran once, so there is no seed-to-seed spread to show; " \
+               "repeat each configuration (<code>repeats: 3</code> in the search file) to see which front members survive it.</p>"
     noisy = analysis.noisy.sort_values("front_probability", ascending=False)
     noisy = noisy[noisy["front_probability"] > 0]
     columns = [*front_columns(noisy, analysis.objectives), "runs", "front_probability", "robust"]

@@ -19,7 +19,7 @@ import pandas as pd
 from .constraints import Constraint, feasible
 from .indicators import hypervolume, hypervolume_trace, reference_point
 from .pareto import knee_point, pareto_front, pareto_ranks
-from .repeats import noisy_front
+from .repeats import has_repeats, noisy_front
 from .tables import approach_summary, comparison_table, find_baseline, front_columns
 
 
@@ -40,6 +40,7 @@ class Analysis:
     table: pd.DataFrame | None
     baseline: str | None
     notes: list[str] = field(default_factory=list)
+    quality_metric: dict[str, str] | None = None  # the task's metric behind ``quality``, when the search recorded it
 
 
 def analyse(
@@ -100,11 +101,12 @@ def analyse(
         reference=reference,
         hypervolume=hypervolume(considered, objectives, reference) if reference else 0.0,
         trace=hypervolume_trace(ordered, objectives, reference) if reference else pd.DataFrame(columns=["trials", "hypervolume"]),
-        approaches=approach_summary(considered, objectives, reference, by) if reference and by in considered.columns else pd.DataFrame(),
-        noisy=noisy_front(considered, objectives) if len(front) else pd.DataFrame(),
+        approaches=approach_summary(trials, considered, objectives, reference, by) if reference and by in trials.columns else pd.DataFrame(),
+        noisy=noisy_front(considered, objectives) if len(front) and has_repeats(considered) else pd.DataFrame(),
         table=table,
         baseline=chosen if table is not None else None,
         notes=notes,
+        quality_metric=trials.attrs.get("quality_metric"),
     )
 
 
@@ -241,6 +243,7 @@ def to_json(analysis: Analysis) -> str:
     document = {
         "source": analysis.source,
         "objectives": analysis.objectives,
+        "quality_metric": analysis.quality_metric,
         "constraints": analysis.constraints,
         "trials": len(analysis.trials),
         "considered": len(analysis.considered),

@@ -101,20 +101,32 @@ def comparison_table(
     return _compare(chosen, reference, objectives[quality], quality, by)
 
 
-def approach_summary(frame: pd.DataFrame, objectives: Mapping[str, str], reference: Mapping[str, float], by: str = "approach") -> pd.DataFrame:
-    """Per approach: trials by status, its share of the overall front, its own front and hypervolume."""
-    overall = pareto_mask(frame, objectives)
-    own = fronts_by(frame, objectives, by).groupby(by, sort=False).size()
+def approach_summary(
+    trials: pd.DataFrame, considered: pd.DataFrame, objectives: Mapping[str, str], reference: Mapping[str, float], by: str = "approach"
+) -> pd.DataFrame:
+    """Per approach: its trials by status, its share of the overall front, its own front and hypervolume.
+
+    ``trials`` holds every trial and ``considered`` those the fronts are taken
+    over. Finished and stopped trials are counted apart: under an early-stopping
+    scheduler most trials of an approach may have been stopped, and a count of
+    the finished ones alone hides how much of the search the approach took.
+    """
+    status = trials["status"] if "status" in trials.columns else pd.Series("finished", index=trials.index)
+    overall = pareto_mask(considered, objectives)
+    own = fronts_by(considered, objectives, by).groupby(by, sort=False).size()
     rows = []
-    for name, group in frame.groupby(by, sort=False, dropna=False):
-        finished = group["status"].eq("finished") if "status" in group.columns else pd.Series(True, index=group.index)
+    for name, group in trials.groupby(by, sort=False, dropna=False):
+        counts = status[group.index].value_counts()
+        chosen = considered[considered[by].eq(name)]
         rows.append({
             by: name,
             "trials": len(group),
-            "finished": int(finished.sum()),
-            "on_front": int(overall[group.index].sum()),
+            "finished": int(counts.get("finished", 0)),
+            "stopped": int(counts.get("stopped", 0)),
+            "failed": len(group) - int(counts.get("finished", 0)) - int(counts.get("stopped", 0)),
+            "on_front": int(overall[chosen.index].sum()),
             "own_front": int(own.get(name, 0)),
-            "hypervolume": hypervolume(group[finished], objectives, reference),
+            "hypervolume": hypervolume(chosen, objectives, reference),
         })
     return pd.DataFrame(rows)
 

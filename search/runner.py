@@ -7,7 +7,8 @@ A results directory holds:
   ``config/...`` columns, its final metrics and a ``status``;
 - ``history.parquet``: one row per trial per evaluation;
 - ``search.yaml``: the search as given, plus the objectives with modes,
-  the greentune version and the code's git commit.
+  the task's metric behind ``quality`` and its mode (what plots name their
+  axis after), the greentune version and the code's git commit.
 """
 
 from __future__ import annotations
@@ -286,15 +287,17 @@ def trial_resources(requested: Resources, cluster: Mapping[str, float]) -> dict[
     return {"cpu": requested.cpu, "gpu": gpu}
 
 
-RECORD_FIELDS = ("greentune_version", "git_commit", "started", "storage")
+RECORD_FIELDS = ("quality_metric", "greentune_version", "git_commit", "started", "storage")
 
 
 def _write_search_record(search: SearchConfig, results_dir: Path, storage: str | None) -> None:
     """The search as run (a valid search file itself) plus where the code and the experiment are."""
+    task = search_task(search)
     record = {
         **search.settings.to_file(),
         "approaches": search.source.get("approaches") or {},
         "objectives": dict(search.objectives),
+        "quality_metric": {"name": task.quality, "mode": task.mode},
         "greentune_version": _version(),
         "git_commit": _git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -127,3 +127,13 @@ def test_noisy_front_drops_a_lucky_single_run_and_keeps_a_clear_winner():
     assert without_clear["on_mean_front"].tolist() == [False, False, True]
     assert 0.1 < without_clear.loc["lucky", "front_probability"] < 0.5 and not without_clear.loc["lucky", "robust"]
     assert without_clear["front_probability"].sum() == pytest.approx(1.0)  # equal quality: exactly one wins each draw
+
+
+def test_per_approach_counts_finished_stopped_and_failed_trials_apart():
+    frame = constructed()
+    stopped = frame.iloc[[3, 3, 3]].assign(trial_id=["s0", "s1", "s2"], status="stopped")  # cut short by the scheduler
+    approaches = analysis.analyse(pd.concat([frame, stopped], ignore_index=True), OBJECTIVES).approaches.set_index("approach")
+    counts = approaches[["trials", "finished", "stopped", "failed"]]
+    assert counts.loc["data-selection"].tolist() == [6, 2, 3, 1]  # one diverged
+    assert counts.loc["baseline-big"].tolist() == [2, 2, 0, 0]
+    assert approaches.loc["data-selection", "on_front"] == 2  # fronts are still taken over the finished trials
