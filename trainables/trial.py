@@ -82,7 +82,7 @@ def build_training(config: Mapping[str, Any]) -> Training:
     meter = open_meter(
         device.type == "cuda",
         watts_per_core=energy.get("watts_per_core", DEFAULT_WATTS_PER_CORE),
-        shared_gpu=_gpu_is_shared(energy.get("gpu_sharing", "auto")),
+        shared_fraction=_shared_fraction(energy.get("gpu_sharing", "auto")),
     )
     return Training(
         parts["task"],
@@ -182,17 +182,22 @@ class CheckpointPolicy:
         return due
 
 
-def _gpu_is_shared(setting: str) -> bool:
-    """``auto``: shared when Ray gave this trial a fraction of a GPU (other trials run on the rest)."""
-    if setting != "auto":
-        return setting == "shared"
+def _shared_fraction(setting: str) -> float | None:
+    """This trial's share of a GPU others use too, or None where it has its GPUs to itself.
+
+    ``auto``: shared when Ray gave it a fraction of a GPU (other trials run
+    on the rest); ``shared`` outside Ray: the whole device, as no fraction is known.
+    """
     import ray
 
+    fraction = None
     # Outside a Ray Tune trial (no Ray, or a driver such as a notebook after a search), nothing shares the GPU.
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
-        return False
-    fraction = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
-    return 0.0 < fraction < 1.0
+    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+        gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+        fraction = gpus if 0.0 < gpus < 1.0 else None
+    if setting == "auto":
+        return fraction
+    return (fraction or 1.0) if setting == "shared" else None
 
 
 def green_score(quality: float, mode: str, energy_j: float, weight: float = 0.1, reference_j: float = 1.0) -> float:
