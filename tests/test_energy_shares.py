@@ -108,15 +108,21 @@ def test_a_shared_trials_idle_power_is_its_share_of_the_device():
     assert [trial.idle_watts() for trial in trials] == pytest.approx([60.0] * 4)  # 240 W over four quarters
 
 
+def replace(path, text):
+    """Write as the kernel does, all at once: the polling thread never reads a half-written file."""
+    path.with_suffix(".new").write_text(text)
+    path.with_suffix(".new").replace(path)
+
+
 def write_stat(path, busy_ticks):
-    path.write_text(f"cpu  {busy_ticks} 0 0 1000000 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+    replace(path, f"cpu  {busy_ticks} 0 0 1000000 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
 
 
 def write_package(root, energy_uj, max_uj=10_000_000):
     domain = root / "intel-rapl:0"
     domain.mkdir(parents=True, exist_ok=True)
-    (domain / "energy_uj").write_text(str(energy_uj))
-    (domain / "max_energy_range_uj").write_text(str(max_uj))
+    replace(domain / "energy_uj", str(energy_uj))
+    replace(domain / "max_energy_range_uj", str(max_uj))
     return domain
 
 
@@ -163,9 +169,9 @@ def test_the_meters_polling_thread_catches_every_wrap_of_the_rapl_counter(tmp_pa
     try:
         start = meter.joules()
         for step, energy_uj in enumerate((600_000, 200_000, 800_000, 400_000), start=1):  # +0.6 J each
-            clock.seconds = step * 1.0
-            write_stat(stat, step * 100)  # this trial is all the CPUs' work
             write_package(tmp_path, energy_uj, max_uj=1_000_000)
+            clock.seconds = step * 1.0
+            write_stat(stat, step * 100)  # this trial is all the CPUs' work; written last, it closes the interval
             time.sleep(0.3)  # the polling thread reads it
         assert meter.joules() - start == pytest.approx(2.4)
     finally:

@@ -27,10 +27,19 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .gpu_energy import NvmlEnergy, NvmlPowerPoller, NvmlSharedEnergy, Sampled, Unmetered, nvml_counters, visible_gpus
+from .gpu_energy import (
+    NvmlEnergy,
+    NvmlPowerPoller,
+    NvmlSharedEnergy,
+    Sampled,
+    Unmetered,
+    handles_by_uuid,
+    nvml_counters,
+    visible_gpus,
+)
 
 __all__ = ["CpuTimeEstimate", "Rapl", "CpuShare", "EnergyMeter", "open_meter", "NvmlEnergy", "NvmlPowerPoller",
-           "NvmlSharedEnergy", "Unmetered", "nvml_counters", "visible_gpus"]
+           "NvmlSharedEnergy", "Unmetered", "handles_by_uuid", "nvml_counters", "visible_gpus"]
 
 DEFAULT_WATTS_PER_CORE = 10.0
 POWERCAP_ROOT = Path("/sys/class/powercap")
