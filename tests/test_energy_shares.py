@@ -103,9 +103,17 @@ def test_a_trial_idle_while_others_work_gets_none_of_their_energy():
     assert shares == pytest.approx([18.0, 0.0, 6.0, 6.0])
 
 
-def test_a_shared_trials_idle_power_is_its_share_of_the_device():
-    trials = shared_trials(OneGpu("own"))
+@pytest.mark.parametrize("seen_as", ["own", "host", "none"])
+def test_a_shared_trials_idle_power_is_its_share_of_the_device(seen_as):
+    trials = shared_trials(OneGpu(seen_as))
     assert [trial.idle_watts() for trial in trials] == pytest.approx([60.0] * 4)  # 240 W over four quarters
+
+
+def test_a_trial_starting_while_others_work_takes_none_of_their_power_as_its_idle_baseline():
+    nvml = OneGpu("own")
+    trials = shared_trials(nvml)
+    nvml.poll(30.0, {11: 50, 12: 50, 13: 50})  # trial 10 uploads its data while the others train
+    assert trials[0].idle_watts() == 0.0
 
 
 def replace(path, text):

@@ -7,7 +7,7 @@
   The device counter covers every process on it, so each poll's energy is
   split by the processes' sampled SM utilisation: a trial idle while others
   work gets none of it. While no process works, the device's energy is
-  split by Ray's GPU fraction, and so is its idle power.
+  split by Ray's GPU fraction. Its idle power is split the same way.
 - ``nvml-shared-fraction``: as above where NVML cannot tell this process
   from the others (a container lists host PIDs, or no processes at all):
   every poll is split by Ray's GPU fraction. The shares of the trials
@@ -172,7 +172,10 @@ class NvmlSharedEnergy(Sampled, NvmlEnergy):
                 self._last_energy[index] = energy
 
     def idle_watts(self) -> float:
-        return NvmlEnergy.idle_watts(self) * self.fraction
+        """The device's power now, split as its energy is: none of the other trials' load while they work."""
+        with self._lock:
+            shares = [self._share(index, handle) for index, handle in enumerate(self.handles)]
+        return sum(self.nvml.nvmlDeviceGetPowerUsage(handle) * share for handle, share in zip(self.handles, shares)) / 1e3
 
 
 class NvmlPowerPoller(Sampled):
