@@ -234,7 +234,7 @@ def test_the_trials_gpus_are_found_by_uuid_not_by_index():
     nvml = MixedNvml()
     [counter] = nvml_counters(nvml, {}, uuids=["aaaa"])  # CUDA's device 0, as torch prints its UUID
     assert counter.handles == [1]
-    [counter] = nvml_counters(nvml, {}, uuids=["cccc", "bbbb"])
+    [counter] = nvml_counters(nvml, {}, uuids=["cccc", "GPU-bbbb"])  # a MIG instance; a UUID in NVML's form
     assert counter.handles == [2, 0]
 
 

@@ -83,10 +83,9 @@ class CpuTimeEstimate:
 
 
 class Rapl:
-    """Sum of the CPU package domains' ``energy_uj``, unwrapping counter overflow."""
+    """Sum of the CPU package domains' ``energy_uj``, unwrapping counter overflow: what ``CpuShare`` splits."""
 
     source = "rapl"
-    resolution_s = 0.001
 
     def __init__(self, domains: list[Path]):
         self.domains = domains
@@ -116,14 +115,6 @@ class Rapl:
             self._total_uj += delta
             self._last[index] = raw
         return self._total_uj / 1e6
-
-    def idle_watts(self, sample_s: float = 0.2) -> float:
-        start = self.joules()
-        time.sleep(sample_s)
-        return (self.joules() - start) / sample_s
-
-    def close(self) -> None:
-        pass
 
 
 def busy_seconds(stat: Path = PROC_STAT) -> float:

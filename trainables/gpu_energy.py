@@ -56,6 +56,9 @@ def handles_by_uuid(nvml, uuids: list[str]) -> list:
     """
     handles = []
     for uuid in uuids:
+        if uuid.startswith(("GPU-", "MIG-")):  # already in NVML's form
+            handles.append(nvml.nvmlDeviceGetHandleByUUID(uuid))
+            continue
         try:
             handles.append(nvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}"))
         except nvml.NVMLError:
