@@ -81,3 +81,17 @@ def in_process(capsys, *args) -> subprocess.CompletedProcess:
     code = main([*map(str, args)])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out, err)
+
+
+class NvmlSample:
+    """pynvml's per-process utilisation sample (``nvmlDeviceGetProcessUtilization``), as far as greentune reads it."""
+
+    def __init__(self, pid, sm_util, time_stamp):
+        self.pid, self.smUtil, self.timeStamp = pid, sm_util, time_stamp
+
+
+class NvmlProcess:
+    """pynvml's running-process record (``nvmlDeviceGetComputeRunningProcesses``)."""
+
+    def __init__(self, pid):
+        self.pid = pid

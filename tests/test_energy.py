@@ -16,6 +16,7 @@ from greentune.trainables.energy import (
     open_meter,
     visible_gpus,
 )
+from helpers import NvmlProcess, NvmlSample
 
 
 class FakeNvml:
@@ -145,16 +146,6 @@ def test_a_meter_needs_a_counter():
         EnergyMeter([])
 
 
-class Sample:
-    def __init__(self, pid, sm_util, time_stamp):
-        self.pid, self.smUtil, self.timeStamp = pid, sm_util, time_stamp
-
-
-class Process:
-    def __init__(self, pid):
-        self.pid = pid
-
-
 class SharedFakeNvml(FakeNvml):
     """One GPU running this trial (pid 10) and another (pid 20)."""
 
@@ -167,10 +158,10 @@ class SharedFakeNvml(FakeNvml):
         self.clock += 1
         if not self.utilisation:
             raise self.NVMLError("Not Found")
-        return [Sample(pid, util, self.clock) for pid, util in self.utilisation.items()]
+        return [NvmlSample(pid, util, self.clock) for pid, util in self.utilisation.items()]
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        return [Process(10), Process(20)]
+        return [NvmlProcess(10), NvmlProcess(20)]
 
 
 def test_a_shared_gpu_splits_device_energy_by_sampled_utilisation():

@@ -12,19 +12,10 @@ import time
 import pytest
 
 from greentune.trainables.energy import CpuShare, CpuTimeEstimate, EnergyMeter, NvmlSharedEnergy, Rapl
+from helpers import NvmlProcess, NvmlSample
 
 TRIALS = (10, 11, 12, 13)  # the trials' PIDs as they see themselves
 HOST = {pid: pid + 40_000 for pid in TRIALS}  # the same processes as a container's host lists them
-
-
-class Sample:
-    def __init__(self, pid, sm_util, time_stamp):
-        self.pid, self.smUtil, self.timeStamp = pid, sm_util, time_stamp
-
-
-class Process:
-    def __init__(self, pid):
-        self.pid = pid
 
 
 class OneGpu:
@@ -48,7 +39,7 @@ class OneGpu:
         """The device spends ``joules`` while each trial in ``utilisation`` keeps its SMs that busy."""
         self.clock += 1
         self.energy_mj += round(joules * 1e3)
-        self.samples += [Sample(self._pid(pid), util, self.clock) for pid, util in utilisation.items() if util]
+        self.samples += [NvmlSample(self._pid(pid), util, self.clock) for pid, util in utilisation.items() if util]
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
         return self.energy_mj
@@ -63,7 +54,7 @@ class OneGpu:
         return recent
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        return [] if self.seen_as == "none" else [Process(self._pid(pid)) for pid in TRIALS]
+        return [] if self.seen_as == "none" else [NvmlProcess(self._pid(pid)) for pid in TRIALS]
 
 
 def shared_trials(nvml) -> list[NvmlSharedEnergy]:
