@@ -143,3 +143,16 @@ def test_premade_batches_give_the_pipelines_own_batches_with_no_work_left():
     again = premade.take(premade.next_indices())
     assert torch.equal(again[0], first[0][0])  # the next epoch repeats the batches made in advance
     assert sorted(torch.cat([targets for _, targets in first]).tolist()) == list(range(10))
+
+
+
+def test_the_checks_train_for_the_steps_they_name_not_the_tasks_default_epochs():
+    from greentune.search.config import parse_search
+    from greentune.trainables.energy import CpuTimeEstimate, EnergyMeter
+
+    task = device.images_task(n_train=256, n_test=64)
+    assert task.defaults.epochs is not None  # what would otherwise win over steps
+    run = device.training(task, "cpu", EnergyMeter([CpuTimeEstimate()]), steps=7, eval_every=7)
+    assert run.total_steps == 7
+    search = search_checks.search_file({"b": {"techniques": ["baseline"]}}, 1, {"cpu": 1}, {"steps": 7}, {})
+    assert parse_search(search).settings["train"]["epochs"] is None

@@ -78,11 +78,17 @@ def images_task(**options):
     return create_task("synthetic_images", **IMAGES, **options)
 
 
+def in_steps(train: dict) -> dict:
+    """``train`` with the task's default epochs dropped where it counts steps: the images task trains 10 epochs
+    unless told otherwise, whatever ``steps`` says."""
+    return {"epochs": None, **train} if "steps" in train else train
+
+
 def training(task, device, meter, seed=0, techniques=("baseline",), parameters=None, **train):
     from greentune import techniques as registry
     from greentune.trainables.loop import Training
 
-    settings = task.defaults.override(train)
+    settings = task.defaults.override(in_steps(train))
     technique = registry.create(list(techniques), parameters or {})
     return Training(task, technique, settings, model=MODEL, seed=seed, meter=meter, device=device)
 

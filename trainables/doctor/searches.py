@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .device import IMAGES, MODEL, DeviceTrace
+from .device import IMAGES, MODEL, DeviceTrace, in_steps
 from .verdicts import (
     Check,
     busy_energy,
@@ -53,7 +53,7 @@ def results_rows(directory: Path, status: int) -> list[dict]:
 
 def search_file(approaches: dict, trials: int, resources: dict, train: dict, task_options: dict, **more) -> dict:
     return {
-        "task": "synthetic_images", "task_options": {**IMAGES, **task_options}, "train": train,
+        "task": "synthetic_images", "task_options": {**IMAGES, **task_options}, "train": in_steps(train),
         "approaches": approaches, "searcher": "random", "num_trials": trials, "resources": resources,
         "energy": {"watts_per_core": 1e-6},  # the CPU estimate near zero: energy_j is the GPU's
         "objectives": ["quality", "energy_j"], "seed": 0, **more,
