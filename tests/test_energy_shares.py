@@ -85,6 +85,20 @@ def test_the_trials_shares_of_a_gpu_add_up_to_the_device(seen_as):
     assert {trial.source for trial in trials} == {expected}
 
 
+def test_a_trial_nvml_lists_once_its_cuda_context_exists_is_split_by_utilisation_from_then_on():
+    nvml = OneGpu("none")  # no trial has made its CUDA context yet
+    trials = shared_trials(nvml)
+    starts = [trial.joules() for trial in trials]
+    nvml.poll(4.0, {})
+    for trial in trials:
+        trial.sample()
+    nvml.seen_as = "own"
+    nvml.poll(30.0, {10: 60, 11: 0, 12: 20, 13: 20})
+    shares = [trial.joules() - start for trial, start in zip(trials, starts)]
+    assert shares == pytest.approx([1.0 + 18.0, 1.0, 1.0 + 6.0, 1.0 + 6.0])
+    assert {trial.source for trial in trials} == {"nvml-shared"}
+
+
 def test_a_trial_idle_while_others_work_gets_none_of_their_energy():
     nvml = OneGpu("own")
     trials = shared_trials(nvml)

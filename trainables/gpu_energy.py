@@ -129,9 +129,12 @@ class Sampled:
 
 
 class NvmlSharedEnergy(Sampled, NvmlEnergy):
-    """This process's share of GPUs that other processes use too (see the module's docstring)."""
+    """This process's share of GPUs that other processes use too (see the module's docstring).
 
-    source = "nvml-shared"
+    Until NVML first lists this process (its CUDA context is still being
+    made), polls are split by Ray's fraction; a process NVML never lists is
+    labelled ``nvml-shared-fraction``.
+    """
 
     def __init__(self, nvml, handles: list, fraction: float = 1.0, interval_s: float = 0.2, pid: int | None = None):
         super().__init__(nvml, handles)
@@ -139,9 +142,14 @@ class NvmlSharedEnergy(Sampled, NvmlEnergy):
             raise ValueError(f"a shared GPU's fraction must be in (0, 1], got {fraction}")
         self.fraction, self.interval_s = fraction, interval_s
         self.pid = os.getpid() if pid is None else pid
+        self._seen = False  # whether NVML has listed this process
         self._start_total()
         self._last_energy = [self._energy(handle) for handle in handles]
         self._last_seen = [0] * len(handles)
+
+    @property
+    def source(self) -> str:
+        return "nvml-shared" if self._seen else "nvml-shared-fraction"
 
     def _energy(self, handle) -> float:
         return self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3
@@ -162,8 +170,8 @@ class NvmlSharedEnergy(Sampled, NvmlEnergy):
         except nvml.NVMLError:
             listed = set()
         if self.pid not in listed and self.pid not in busy:  # NVML lists another PID namespace, or nothing
-            self.source = "nvml-shared-fraction"
             return self.fraction
+        self._seen = True
         total = sum(busy.values())
         return busy[self.pid] / total if total > 0 else self.fraction
 
