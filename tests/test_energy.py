@@ -256,3 +256,23 @@ def test_a_cuda_trial_whose_nvml_fails_is_never_metered_as_a_plain_estimate(tmp_
     with pytest.warns(UserWarning, match="not metered"):
         meter = open_meter(use_gpu=True, nvml=NoDriver(), powercap_root=tmp_path)
     assert meter.source == "gpu-unmetered+estimate" and meter.cpu_source == "estimate"
+
+
+class AmpereNvml(FakeNvml):
+    """NVML's instant power field beside the one-second average, which still carries the data upload."""
+
+    NVML_FI_DEV_POWER_INSTANT, NVML_SUCCESS = 186, 0
+
+    class Reading:
+        def __init__(self, milliwatts):
+            self.nvmlReturn = 0
+            self.value = type("Value", (), {"uiVal": milliwatts})()
+
+    def nvmlDeviceGetFieldValues(self, handle, fields):
+        assert fields == [self.NVML_FI_DEV_POWER_INSTANT]
+        return [self.Reading(60_000)]
+
+
+def test_the_gpu_idle_baseline_is_nvmls_instant_power_where_it_has_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert open_meter(use_gpu=True, nvml=AmpereNvml(), powercap_root=tmp_path).idle_watts() == pytest.approx(60.0)

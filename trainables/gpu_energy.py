@@ -66,6 +66,21 @@ def handles_by_uuid(nvml, uuids: list[str]) -> list:
     return handles
 
 
+def power_now_w(nvml, handle) -> float:
+    """The GPU's power now: NVML's instant reading where it has one, as ``nvmlDeviceGetPowerUsage`` is a
+    one-second average on Ampere and newer, and an idle baseline read just after a data upload would
+    carry the upload."""
+    field = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+    if field is not None:
+        try:
+            [reading] = nvml.nvmlDeviceGetFieldValues(handle, [field])
+            if reading.nvmlReturn == nvml.NVML_SUCCESS:
+                return reading.value.uiVal / 1e3
+        except nvml.NVMLError:  # a driver older than the field
+            pass
+    return nvml.nvmlDeviceGetPowerUsage(handle) / 1e3
+
+
 class Unmetered:
     """A GPU that NVML cannot meter: no joules, a label that says so, and the reason as a warning."""
 
@@ -101,7 +116,7 @@ class NvmlEnergy:
         return sum(self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle) for handle in self.handles) / 1e3
 
     def idle_watts(self) -> float:
-        return sum(self.nvml.nvmlDeviceGetPowerUsage(handle) for handle in self.handles) / 1e3
+        return sum(power_now_w(self.nvml, handle) for handle in self.handles)
 
     def close(self) -> None:
         pass
@@ -186,7 +201,7 @@ class NvmlSharedEnergy(Sampled, NvmlEnergy):
         """The device's power now, split as its energy is: none of the other trials' load while they work."""
         with self._lock:
             shares = [self._share(index, handle) for index, handle in enumerate(self.handles)]
-        return sum(self.nvml.nvmlDeviceGetPowerUsage(handle) * share for handle, share in zip(self.handles, shares)) / 1e3
+        return sum(power_now_w(self.nvml, handle) * share for handle, share in zip(self.handles, shares))
 
 
 class NvmlPowerPoller(Sampled):
