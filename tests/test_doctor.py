@@ -142,3 +142,31 @@ def test_the_compiled_search_is_a_valid_search_file_of_ten_trials_in_one_worker(
     parsed = parse_search(search)
     assert parsed.settings["num_trials"] == 10 and parsed.settings["max_concurrent"] == 1
     assert search["train"]["compile"] is True
+
+
+def test_with_a_gpu_the_doctor_adds_how_a_shared_gpu_is_split_then_the_checks_and_fails_with_them(monkeypatch, tmp_path):
+    import types
+
+    import torch
+
+    from greentune.trainables import doctor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(uuid="aaaa"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H100")
+    monkeypatch.setitem(sys.modules, "pynvml", Gpus())
+    monkeypatch.setattr(doctor, "ray_worker_seen_by_nvml", lambda: False)
+    ran = []
+
+    def run_checks(chosen, workdir, report):
+        ran.append((chosen, workdir))
+        return [verdicts.Check(1, "a", "x", True), verdicts.Check(3, "b", "y", False)]
+
+    monkeypatch.setattr(doctor, "run_checks", run_checks)
+    lines = []
+    assert doctor.diagnose([1, 3], tmp_path, lines.append) == 1
+    assert lines[1] == "gpu 0: nvml: NVIDIA H100 has an energy counter; MIG off"
+    assert lines[2].startswith("gpu shared: nvml-shared-fraction")
+    assert lines[-1] == "greentune doctor: FAIL (1 of 2 failed: 3)"
+    assert ran == [([1, 3], tmp_path)]
