@@ -170,3 +170,15 @@ def test_with_a_gpu_the_doctor_adds_how_a_shared_gpu_is_split_then_the_checks_an
     assert lines[2].startswith("gpu shared: nvml-shared-fraction")
     assert lines[-1] == "greentune doctor: FAIL (1 of 2 failed: 3)"
     assert ran == [([1, 3], tmp_path)]
+
+
+def test_the_killed_search_is_killed_only_once_a_checkpoint_exists(tmp_path):
+    import threading
+
+    results = tmp_path / "results"
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    threading.Timer(1.0, lambda: (results / "trial" / "checkpoint_000000").mkdir(parents=True)).start()
+    assert search_checks._kill_after_a_checkpoint(running, results, timeout_s=30, settle_s=0)
+    assert running.returncode == -9
+    ended = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    assert not search_checks._kill_after_a_checkpoint(ended, tmp_path / "none", timeout_s=30, settle_s=0)

@@ -106,14 +106,19 @@ def check_resume(nvml, handle, workdir: Path) -> Check:
     return resumed_search_verdict(results_rows(directory, status), trials, killed)
 
 
-def _kill_after_a_checkpoint(run: subprocess.Popen, results: Path, timeout_s: float = 300.0) -> bool:
-    """SIGKILL the run's whole session when a checkpoint appears; False if it ended (or timed out) before one."""
+def _kill_after_a_checkpoint(
+    run: subprocess.Popen, results: Path, timeout_s: float = 300.0, settle_s: float = 5.0
+) -> bool:
+    """SIGKILL the run's whole session when a checkpoint appears; False if it ended (or timed out) before one.
+
+    ``settle_s``: the time Ray's workers take to notice their driver is gone and exit.
+    """
     deadline = time.monotonic() + timeout_s
     while run.poll() is None and time.monotonic() < deadline:
         if any(results.rglob("checkpoint_*")):
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-            time.sleep(5.0)  # Ray's workers notice their driver is gone and exit
+            time.sleep(settle_s)
             return True
         time.sleep(1.0)
     if run.poll() is None:
