@@ -208,3 +208,21 @@ def test_a_gpu_trial_reports_its_cpu_part_in_its_own_columns_counted_once_in_the
     assert metrics["cpu_energy_source"] == "estimate" and metrics["energy_source"] == "nvml+estimate"
     assert metrics["cpu_energy_j"] > 0
     assert metrics["energy_j"] == pytest.approx(4 * metrics["cpu_energy_j"], rel=0.05)  # the GPU's 3 and the CPU's 1
+
+
+def test_a_checkpoint_saved_before_the_cpu_column_resumes_with_its_cpu_part_unknown(tmp_path):
+    import math
+
+    import torch
+    from helpers import make_training
+
+    training = make_training(steps=4, eval_every=2)
+    next(training.evaluations())
+    training.save(tmp_path / "old.pt")
+    state = torch.load(tmp_path / "old.pt", weights_only=False)
+    del state["totals"]["cpu_energy_j"]  # as an older greentune wrote it
+    torch.save(state, tmp_path / "old.pt")
+    resumed = make_training(steps=4, eval_every=2)
+    resumed.load(tmp_path / "old.pt")
+    metrics = list(resumed.evaluations())[-1]
+    assert math.isnan(metrics["cpu_energy_j"]) and math.isfinite(metrics["energy_j"])

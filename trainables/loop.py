@@ -355,6 +355,7 @@ class Training:
         for parameter, gradient in zip(self.model.parameters(), state["gradients"]):
             parameter.grad = gradient
         self.step, self.kept_steps, self.totals = state["step"], state["kept_steps"], state["totals"]
+        self.totals.setdefault("cpu_energy_j", math.nan)  # saved before the CPU part was kept apart: unknown
         self.short_windows = state["short_windows"]
         self.last_metrics = state["last_metrics"]
         self._uncharged_steps = 0  # what this object trained before is not part of the loaded run
