@@ -31,7 +31,10 @@ import yaml
 from greentune.layout import HISTORY_FILE, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, tables
 
 IDENTITY = ["trial_id", "approach", "techniques", "model", "seed", "repeat_group", "status", "error"]
-COSTS = ["energy_j", "energy_source", "time_s", "flops", "params", "params_total", "kept_steps", "eval_energy_j", "eval_time_s"]
+COSTS = [
+    "energy_j", "energy_source", "cpu_energy_j", "cpu_energy_source", "time_s", "flops", "params", "params_total",
+    "kept_steps", "eval_energy_j", "eval_time_s",
+]
 # Ray Tune's bookkeeping, not results; ``timestamp`` stays: it orders trials in time.
 RAY_COLUMNS = {
     "checkpoint_dir_name", "should_checkpoint", "date", "time_this_iter_s", "time_total_s", "pid", "hostname",

@@ -144,6 +144,17 @@ def command_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_doctor(args: argparse.Namespace) -> int:
+    """Say what this machine can measure, one line per meter; with a GPU, run the GPU checks too."""
+    from greentune.trainables.doctor import diagnose, parse_checks
+
+    try:
+        chosen = parse_checks(args.checks) if args.checks is not None else None
+    except ValueError as error:
+        raise UsageError([str(error)]) from None
+    return diagnose(chosen, Path(args.workdir) if args.workdir else None, lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="greentune", description="Search for the most energy-efficient way to train a network.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -220,6 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", help="where plots, report and table files go (default: DIR/analysis)")
     analyze.add_argument("--no-report", action="store_true", help="skip the plots and the HTML report")
     analyze.set_defaults(handler=command_analyze)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="what this machine can measure",
+        description="Print one line per energy meter a trial here would get (RAPL or the estimate for the CPU; "
+        "NVML's energy counter, power only or nothing for each GPU; MIG; how a shared GPU is split). With a GPU, "
+        "then run the GPU checks and exit 1 if any fails. Examples: `greentune doctor`, "
+        "`greentune doctor --checks 1,3 --workdir doctor-out/`.",
+    )
+    doctor.add_argument("--checks", help="which GPU checks to run, e.g. 1,3 (default: all)")
+    doctor.add_argument("--workdir", help="where the checks' searches and tracebacks stay (default: a new temporary folder)")
+    doctor.set_defaults(handler=command_doctor)
     return parser
 
 

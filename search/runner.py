@@ -184,7 +184,7 @@ def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, fl
     A cluster may still add nodes (an autoscaling one does on demand), so there it is a warning.
     """
     cluster = _cluster_resources()
-    resources = trial_resources(search.settings.resources, cluster)
+    resources = trial_resources(search.settings.resources, cluster, _possible_resources())
     short = [f"{resources[key]:g} {name}" for key, name in (("cpu", "CPU"), ("gpu", "GPU")) if resources[key] > cluster.get(name, 0)]
     if short:
         what = (f"each trial asks for {' and '.join(short)}, more than the Ray at hand has "
@@ -194,6 +194,19 @@ def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, fl
                              "or search where there are enough (--address of a cluster)")
         print(f"greentune: warning: {what}; its trials wait until the cluster adds a node that can hold one", file=sys.stderr)
     return resources
+
+
+def _possible_resources() -> dict[str, float]:
+    """The most an autoscaling cluster's node types could add up to (Ray Train's reading of its config); {} elsewhere."""
+    import ray
+    from ray._private.state import state
+
+    if not ray.is_initialized():
+        return {}
+    try:
+        return state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # a private API: should a later Ray change it, only the autoscaling case is lost
+        return {}
 
 
 def _check_reachable(address: str | None) -> None:
@@ -273,18 +286,29 @@ class EnergyBudget(Stopper):
         return sum(self.spent.values()) >= self.joules
 
 
-def trial_resources(requested: Resources, cluster: Mapping[str, float]) -> dict[str, float]:
-    """CPUs and GPUs per trial; ``gpu: auto`` gives each trial one GPU where the cluster has any.
+def trial_resources(
+    requested: Resources, cluster: Mapping[str, float], possible: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """CPUs and GPUs per trial; ``gpu: auto`` gives each trial one GPU where the cluster has any, or can add some.
 
     >>> trial_resources(Resources(cpu=1, gpu="auto"), {"CPU": 16, "GPU": 2})
     {'cpu': 1, 'gpu': 1}
     >>> trial_resources(Resources(cpu=2), {"CPU": 2})
     {'cpu': 2, 'gpu': 0}
     """
-    gpu = requested.gpu
-    if gpu == "auto":
-        gpu = 1 if cluster.get("GPU", 0) >= 1 else 0
-    return {"cpu": requested.cpu, "gpu": gpu}
+    return {"cpu": requested.cpu, "gpu": auto_gpu(requested.gpu, cluster, possible or {})}
+
+
+def auto_gpu(gpu: float | str, cluster: Mapping[str, float], possible: Mapping[str, float]) -> float:
+    """One GPU for ``auto`` where the cluster has one up or its node types can add one (``possible``:
+    an autoscaling cluster's most); asking Ray for it is what brings a GPU node up.
+
+    >>> auto_gpu("auto", {"CPU": 4}, {"CPU": 68, "GPU": 8})
+    1
+    """
+    if gpu != "auto":
+        return gpu
+    return 1 if max(cluster.get("GPU", 0), possible.get("GPU", 0)) >= 1 else 0
 
 
 RECORD_FIELDS = ("quality_metric", "greentune_version", "git_commit", "started", "storage")

@@ -89,3 +89,17 @@ def assert_one_line_usage_error(result: subprocess.CompletedProcess, fragment: s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("greentune: error:") and fragment in lines[0], lines[0]
+
+
+class NvmlSample:
+    """pynvml's per-process utilisation sample (``nvmlDeviceGetProcessUtilization``), as far as greentune reads it."""
+
+    def __init__(self, pid, sm_util, time_stamp):
+        self.pid, self.smUtil, self.timeStamp = pid, sm_util, time_stamp
+
+
+class NvmlProcess:
+    """pynvml's running-process record (``nvmlDeviceGetComputeRunningProcesses``)."""
+
+    def __init__(self, pid):
+        self.pid = pid

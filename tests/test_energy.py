@@ -16,6 +16,7 @@ from greentune.trainables.energy import (
     open_meter,
     visible_gpus,
 )
+from helpers import NvmlProcess, NvmlSample
 
 
 class FakeNvml:
@@ -145,16 +146,6 @@ def test_a_meter_needs_a_counter():
         EnergyMeter([])
 
 
-class Sample:
-    def __init__(self, pid, sm_util, time_stamp):
-        self.pid, self.smUtil, self.timeStamp = pid, sm_util, time_stamp
-
-
-class Process:
-    def __init__(self, pid):
-        self.pid = pid
-
-
 class SharedFakeNvml(FakeNvml):
     """One GPU running this trial (pid 10) and another (pid 20)."""
 
@@ -167,10 +158,10 @@ class SharedFakeNvml(FakeNvml):
         self.clock += 1
         if not self.utilisation:
             raise self.NVMLError("Not Found")
-        return [Sample(pid, util, self.clock) for pid, util in self.utilisation.items()]
+        return [NvmlSample(pid, util, self.clock) for pid, util in self.utilisation.items()]
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        return [Process(10), Process(20)]
+        return [NvmlProcess(10), NvmlProcess(20)]
 
 
 def test_a_shared_gpu_splits_device_energy_by_sampled_utilisation():
@@ -187,16 +178,16 @@ def test_a_shared_gpu_splits_device_energy_by_sampled_utilisation():
         counter.close()
 
 
-def test_when_nvml_cannot_see_our_pid_the_split_is_equal_and_labelled_so():
+def test_when_nvml_cannot_see_our_pid_the_split_is_rays_fraction_and_labelled_so():
     from greentune.trainables.energy import NvmlSharedEnergy
 
     nvml = SharedFakeNvml({})
-    counter = NvmlSharedEnergy(nvml, [0], interval_s=60, pid=99)  # a PID namespace hides ours
+    counter = NvmlSharedEnergy(nvml, [0], fraction=0.25, interval_s=60, pid=99)  # a PID namespace hides ours
     try:
         start = counter.joules()
-        nvml.energy_mj[0] += 9_000
-        assert counter.joules() - start == pytest.approx(3.0)  # equal over pids 10, 20 and us
-        assert counter.source == "nvml-shared-equal"
+        nvml.energy_mj[0] += 8_000
+        assert counter.joules() - start == pytest.approx(2.0)  # a quarter of the device, as Ray gave it
+        assert counter.source == "nvml-shared-fraction"
     finally:
         counter.close()
 
@@ -215,3 +206,73 @@ def test_the_gpu_idle_baseline_is_the_power_drawn_before_training(monkeypatch, t
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
     meter = open_meter(use_gpu=True, nvml=FakeNvml(), powercap_root=tmp_path)
     assert meter.idle_watts() == pytest.approx(100.0 + 300.0)  # GPUs 0 and 2; the estimate adds nothing
+
+
+class MixedNvml(FakeNvml):
+    """A node with mixed GPUs: NVML's order (PCI bus) differs from CUDA's (fastest first), and one MIG instance."""
+
+    def __init__(self):
+        super().__init__()
+        self.uuids = ["GPU-bbbb", "GPU-aaaa", "MIG-cccc"]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid not in self.uuids:
+            raise self.NVMLError("Not Found")
+        return self.uuids.index(uuid)
+
+
+def test_the_trials_gpus_are_found_by_uuid_not_by_index():
+    nvml = MixedNvml()
+    [counter] = nvml_counters(nvml, {}, uuids=["aaaa"])  # CUDA's device 0, as torch prints its UUID
+    assert counter.handles == [1]
+    [counter] = nvml_counters(nvml, {}, uuids=["cccc", "GPU-bbbb"])  # a MIG instance; a UUID in NVML's form
+    assert counter.handles == [2, 0]
+
+
+class NotSupportedNvml(FakeNvml):
+    """MIG or vGPU: neither the energy counter nor power is supported."""
+
+    class NVMLError_NotSupported(FakeNvml.NVMLError):
+        pass
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        raise self.NVMLError_NotSupported("Not Supported")
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        raise self.NVMLError_NotSupported("Not Supported")
+
+
+def test_a_gpu_nvml_cannot_meter_is_labelled_unmetered_rather_than_crashing_the_trial():
+    with pytest.warns(UserWarning, match="not metered"):
+        [counter] = nvml_counters(NotSupportedNvml(), {"CUDA_VISIBLE_DEVICES": "0"})
+    assert counter.source == "gpu-unmetered" and counter.joules() == 0.0
+
+
+def test_a_cuda_trial_whose_nvml_fails_is_never_metered_as_a_plain_estimate(tmp_path):
+    class NoDriver(FakeNvml):
+        def nvmlInit(self):
+            raise self.NVMLError("Driver Not Loaded")
+
+    with pytest.warns(UserWarning, match="not metered"):
+        meter = open_meter(use_gpu=True, nvml=NoDriver(), powercap_root=tmp_path)
+    assert meter.source == "gpu-unmetered+estimate" and meter.cpu_source == "estimate"
+
+
+class AmpereNvml(FakeNvml):
+    """NVML's instant power field beside the one-second average, which still carries the data upload."""
+
+    NVML_FI_DEV_POWER_INSTANT, NVML_SUCCESS = 186, 0
+
+    class Reading:
+        def __init__(self, milliwatts):
+            self.nvmlReturn = 0
+            self.value = type("Value", (), {"uiVal": milliwatts})()
+
+    def nvmlDeviceGetFieldValues(self, handle, fields):
+        assert fields == [self.NVML_FI_DEV_POWER_INSTANT]
+        return [self.Reading(60_000)]
+
+
+def test_the_gpu_idle_baseline_is_nvmls_instant_power_where_it_has_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert open_meter(use_gpu=True, nvml=AmpereNvml(), powercap_root=tmp_path).idle_watts() == pytest.approx(60.0)

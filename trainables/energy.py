@@ -1,23 +1,22 @@
 """Energy counters for one trial, each labelled with where its joules come from.
 
-- ``nvml``: the GPU's own total-energy counter, for exactly the GPUs this
-  process may use (``CUDA_VISIBLE_DEVICES``, as Ray sets it per trial).
-- ``nvml-power``: where a GPU has no energy counter (pre-Volta), its power
-  draw polled in a background thread and integrated over time.
-- ``nvml-shared``: a GPU shared with other trials (a fractional Ray GPU).
-  The device counter covers every process on it, so each poll's energy is
-  split by the processes' sampled SM utilisation and this process keeps its
-  share; when NVML cannot see this process's PID (a container's PID
-  namespace), the split is equal over the compute processes and the label
-  is ``nvml-shared-equal``.
-- ``rapl``: CPU package energy from ``/sys/class/powercap``, where readable.
-  It covers the whole package, so trials sharing a CPU share its joules.
+The GPU's counters (``nvml``, ``nvml-power``, ``nvml-shared``...) are in
+``trainables.gpu_energy``. The CPU's part is one of:
+
+- ``rapl``: this process's share of the CPU packages' energy
+  (``/sys/class/powercap``, where readable): each poll's package energy
+  times this process's CPU time over the CPUs' busy time
+  (``/proc/stat``). Trials sharing a node thus share its packages' joules,
+  and a GPU trial counts its own part of the CPU once, not the whole package.
 - ``estimate``: this process's CPU time times a watts-per-core figure. It is
   a model, not a measurement, and is labelled so everywhere it appears.
 
 A meter adds up its counters; its ``source`` joins their labels with ``+``
-(``nvml+estimate``), so a total never hides that part of it is estimated.
-Counters are read only at window edges, never inside the training step.
+(``nvml+estimate``), so a total never hides that part of it is estimated,
+and it reads its CPU part on its own (``cpu_energy_j``). Counters are read
+at window edges, and those that must be read often (integrated power, a
+shared GPU's split, RAPL's wrapping counter) on the meter's one polling
+thread, never inside the training step.
 """
 
 from __future__ import annotations
@@ -28,13 +27,29 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from .gpu_energy import (
+    NvmlEnergy,
+    NvmlPowerPoller,
+    NvmlSharedEnergy,
+    Sampled,
+    Unmetered,
+    handles_by_uuid,
+    nvml_counters,
+    visible_gpus,
+)
+
+__all__ = ["CpuTimeEstimate", "Rapl", "CpuShare", "EnergyMeter", "open_meter", "NvmlEnergy", "NvmlPowerPoller",
+           "NvmlSharedEnergy", "Unmetered", "handles_by_uuid", "nvml_counters", "visible_gpus"]
+
 DEFAULT_WATTS_PER_CORE = 10.0
 POWERCAP_ROOT = Path("/sys/class/powercap")
+PROC_STAT = Path("/proc/stat")
 
 
 class Counter(Protocol):
     source: str
     resolution_s: float  # windows shorter than this are below the counter's update period
+    cpu: bool  # the CPU's part of the trial's energy, rather than a GPU's
 
     def joules(self) -> float:
         """Energy since an arbitrary origin; only differences are meaningful."""
@@ -50,6 +65,7 @@ class CpuTimeEstimate:
 
     source = "estimate"
     resolution_s = 0.01  # the kernel accounts CPU time in scheduler ticks
+    cpu = True
 
     def __init__(self, watts_per_core: float = DEFAULT_WATTS_PER_CORE):
         if watts_per_core <= 0:
@@ -67,10 +83,9 @@ class CpuTimeEstimate:
 
 
 class Rapl:
-    """Sum of the CPU package domains' ``energy_uj``, unwrapping counter overflow."""
+    """Sum of the CPU package domains' ``energy_uj``, unwrapping counter overflow: what ``CpuShare`` splits."""
 
     source = "rapl"
-    resolution_s = 0.001
 
     def __init__(self, domains: list[Path]):
         self.domains = domains
@@ -101,183 +116,104 @@ class Rapl:
             self._last[index] = raw
         return self._total_uj / 1e6
 
-    def idle_watts(self, sample_s: float = 0.2) -> float:
-        start = self.joules()
-        time.sleep(sample_s)
-        return (self.joules() - start) / sample_s
 
-    def close(self) -> None:
-        pass
-
-
-def visible_gpus(nvml, environ=os.environ) -> list:
-    """NVML handles for the GPUs this process may use, in CUDA's numbering."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(nvml.nvmlDeviceGetCount())]
-    handles = []
-    for entry in (item.strip() for item in visible.split(",")):
-        if not entry:
-            continue
-        if entry.isdigit():
-            handles.append(nvml.nvmlDeviceGetHandleByIndex(int(entry)))
-        elif entry.startswith(("GPU-", "MIG-")):
-            handles.append(nvml.nvmlDeviceGetHandleByUUID(entry))
-        else:  # CUDA stops at the first entry it cannot parse
-            break
-    return handles
+def busy_seconds(stat: Path = PROC_STAT) -> float:
+    """CPU time all CPUs have spent on work since boot (``/proc/stat``: user, nice, system, irq, softirq, steal)."""
+    fields = stat.read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(field) for field in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-class _Polling:
-    """A counter whose ``_sample`` adds to ``_total`` every ``interval_s`` in a background thread."""
+class CpuShare(Sampled):
+    """This process's share of the CPU packages' energy: package joules times its CPU time over the CPUs' busy time.
 
-    interval_s: float
+    The shares of all the processes on a node add up to the packages' energy
+    while any is busy. ``/proc/stat`` counts in scheduler ticks, so an
+    interval is folded in only once it holds ``MIN_BUSY_S`` of busy time; a
+    shorter one waits for the next read, and windows under ``interval_s`` are
+    flagged as short. Polled every ``interval_s``, the package counter cannot
+    wrap twice unseen.
+    """
 
-    def _start_polling(self, name: str) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name=name, daemon=True)
-        self._thread.start()
+    source = "rapl"
+    cpu = True
+    MIN_BUSY_S = 0.2
 
-    def _sample(self) -> None:
-        raise NotImplementedError
+    def __init__(self, package: Rapl, stat: Path = PROC_STAT, clock=time.process_time, interval_s: float = 1.0):
+        self.package, self.stat, self.clock = package, stat, clock
+        self.interval_s = self.resolution_s = interval_s
+        self._start_total()
+        self._last = self._read()
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-    def joules(self) -> float:
-        self._sample()
-        with self._lock:
-            return self._total
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class NvmlEnergy:
-    """The GPUs' total-energy counters (millijoules since driver load)."""
-
-    source = "nvml"
-    resolution_s = 0.1  # the counter advances about every 100 ms or faster
-
-    def __init__(self, nvml, handles: list):
-        self.nvml, self.handles = nvml, handles
-
-    def joules(self) -> float:
-        return sum(self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle) for handle in self.handles) / 1e3
-
-    def idle_watts(self) -> float:
-        return sum(self.nvml.nvmlDeviceGetPowerUsage(handle) for handle in self.handles) / 1e3
-
-    def close(self) -> None:
-        pass
-
-
-class NvmlSharedEnergy(_Polling, NvmlEnergy):
-    """This process's share of GPUs that other processes use too, split by sampled SM utilisation."""
-
-    source = "nvml-shared"
-
-    def __init__(self, nvml, handles: list, interval_s: float = 0.2, pid: int | None = None):
-        super().__init__(nvml, handles)
-        self.pid = os.getpid() if pid is None else pid
-        self.interval_s = interval_s
-        self._total = 0.0
-        self._last_energy = [self._energy(handle) for handle in handles]
-        self._last_seen = [0] * len(handles)
-        self._start_polling("greentune-shared-energy")
-
-    def _energy(self, handle) -> float:
-        return self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3
-
-    def _share(self, index: int, handle) -> float:
+    @classmethod
+    def find(cls, root: Path = POWERCAP_ROOT, stat: Path = PROC_STAT) -> "CpuShare | None":
+        """The share of the packages under ``root``, or None where RAPL or ``stat`` is unreadable."""
+        package = Rapl.find(root)
         try:
-            samples = self.nvml.nvmlDeviceGetProcessUtilization(handle, self._last_seen[index])
-        except self.nvml.NVMLError:  # NotFound: no process was busy since the last poll
-            samples = []
-        if samples:
-            self._last_seen[index] = max(sample.timeStamp for sample in samples)
-        busy = {sample.pid: sample.smUtil for sample in samples}
-        total = sum(busy.values())
-        if self.pid in busy and total > 0:
-            return busy[self.pid] / total
-        processes = {process.pid for process in self.nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
-        if self.pid not in processes and processes:
-            self.source = "nvml-shared-equal"  # NVML reports PIDs from another namespace
-        return 1.0 / max(1, len(processes | {self.pid}))
+            return cls(package, stat) if package else None
+        except (OSError, ValueError):
+            return None
 
-    def _sample(self) -> None:
+    def _read(self) -> tuple[float, float, float]:
+        return self.package.joules(), busy_seconds(self.stat), self.clock()
+
+    def sample(self) -> None:
         with self._lock:
-            for index, handle in enumerate(self.handles):
-                energy = self._energy(handle)
-                self._total += (energy - self._last_energy[index]) * self._share(index, handle)
-                self._last_energy[index] = energy
-
-
-class NvmlPowerPoller(_Polling):
-    """Integrates polled power draw where a GPU has no energy counter."""
-
-    source = "nvml-power"
-
-    def __init__(self, nvml, handles: list, interval_s: float = 0.05):
-        self.nvml, self.handles, self.interval_s = nvml, handles, interval_s
-        self.resolution_s = interval_s
-        self._total = 0.0
-        self._last_time, self._last_watts = time.perf_counter(), self._watts()
-        self._start_polling("greentune-power")
-
-    def _watts(self) -> float:
-        return sum(self.nvml.nvmlDeviceGetPowerUsage(handle) for handle in self.handles) / 1e3
-
-    def _sample(self) -> None:
-        now, watts = time.perf_counter(), self._watts()
-        with self._lock:
-            self._total += 0.5 * (watts + self._last_watts) * (now - self._last_time)
-            self._last_time, self._last_watts = now, watts
+            now = self._read()
+            package_j, busy_s, own_s = (after - before for before, after in zip(self._last, now))
+            if busy_s < self.MIN_BUSY_S:  # the interval stays open until the next read
+                return
+            self._total += package_j * min(1.0, own_s / busy_s)
+            self._last = now
 
     def idle_watts(self) -> float:
-        return self._watts()
-
-
-def nvml_counters(nvml, environ=os.environ, shared: bool = False) -> list[Counter]:
-    """Counters for the visible GPUs, or none where NVML has no usable GPU."""
-    try:
-        nvml.nvmlInit()
-        handles = visible_gpus(nvml, environ)
-    except nvml.NVMLError:
-        return []
-    if not handles:
-        return []
-    try:
-        for handle in handles:
-            nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    except nvml.NVMLError:  # NotSupported on GPUs older than Volta
-        return [NvmlPowerPoller(nvml, handles)]
-    return [NvmlSharedEnergy(nvml, handles) if shared else NvmlEnergy(nvml, handles)]
+        return 0.0  # an idle process's share of the packages is nothing
 
 
 class EnergyMeter:
-    """The sum of several counters, read as cumulative joules."""
+    """The sum of several counters, read as cumulative joules, with one thread polling those that need it."""
 
     def __init__(self, counters: list[Counter]):
         if not counters:
             raise ValueError("an energy meter needs at least one counter")
         self.counters = counters
         self.resolution_s = max(counter.resolution_s for counter in counters)
+        self._polled = [counter for counter in counters if getattr(counter, "interval_s", None)]
+        self._stop = threading.Event()
+        self._thread = None
+        if self._polled:
+            self._thread = threading.Thread(target=self._poll, name="greentune-energy", daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(min(counter.interval_s for counter in self._polled)):
+            for counter in self._polled:
+                counter.sample()
 
     @property
     def source(self) -> str:
         return "+".join(counter.source for counter in self.counters)
 
+    @property
+    def cpu_source(self) -> str:
+        """The label of the CPU's part, or ``none`` where the meter has no CPU counter."""
+        return "+".join(counter.source for counter in self.counters if getattr(counter, "cpu", False)) or "none"
+
+    def read(self) -> tuple[float, float]:
+        """Joules of all counters and of the CPU's part alone, read once each."""
+        readings = [(counter.joules(), getattr(counter, "cpu", False)) for counter in self.counters]
+        return sum(joules for joules, _ in readings), sum(joules for joules, cpu in readings if cpu)
+
     def joules(self) -> float:
-        return sum(counter.joules() for counter in self.counters)
+        return self.read()[0]
 
     def idle_watts(self) -> float:
         return sum(counter.idle_watts() for counter in self.counters)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         for counter in self.counters:
             counter.close()
 
@@ -287,13 +223,29 @@ def open_meter(
     watts_per_core: float = DEFAULT_WATTS_PER_CORE,
     nvml=None,
     powercap_root: Path = POWERCAP_ROOT,
-    shared_gpu: bool = False,
+    shared_fraction: float | None = None,
+    gpu_uuids: list[str] | None = None,
 ) -> EnergyMeter:
-    """The best counters this machine offers: NVML for GPUs, RAPL or an estimate for the CPU."""
+    """The best counters this machine offers: NVML for the trial's GPUs, its share of RAPL or an estimate for the CPU.
+
+    ``gpu_uuids``: the CUDA UUIDs of the GPUs the trial trains on (else
+    ``CUDA_VISIBLE_DEVICES`` says which); ``shared_fraction``: its share of
+    a GPU packed with other trials. A GPU trial whose GPU NVML cannot meter
+    gets a ``gpu-unmetered`` part, never a silent CPU-only figure.
+    """
     counters: list[Counter] = []
     if use_gpu:
-        if nvml is None:
-            import pynvml as nvml
-        counters += nvml_counters(nvml, shared=shared_gpu)
-    counters.append(Rapl.find(powercap_root) or CpuTimeEstimate(watts_per_core))
+        counters += _gpu_counters(nvml, shared_fraction, gpu_uuids)
+    counters.append(CpuShare.find(powercap_root) or CpuTimeEstimate(watts_per_core))
     return EnergyMeter(counters)
+
+
+def _gpu_counters(nvml, shared_fraction: float | None, gpu_uuids: list[str] | None) -> list[Counter]:
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return [Unmetered("pynvml is not installed")]
+    return nvml_counters(nvml, shared_fraction=shared_fraction, uuids=gpu_uuids) or [
+        Unmetered("NVML found no driver or none of the trial's GPUs")
+    ]

@@ -104,12 +104,13 @@ class Training:
         self.optimizer = self.make_optimizer(self.model)
 
         self.totals = {
-            "energy_j": 0.0, "time_s": 0.0, "eval_energy_j": 0.0, "eval_time_s": 0.0, "flops": 0.0, "flops_sparse": 0.0
+            "energy_j": 0.0, "cpu_energy_j": 0.0, "time_s": 0.0, "eval_energy_j": 0.0, "eval_time_s": 0.0,
+            "flops": 0.0, "flops_sparse": 0.0,
         }
         self.kept_steps = 0
         self.short_windows = 0  # windows shorter than the meter's update period: their energy is coarse
         self.idle_power_w = meter.idle_watts()
-        self._uncharged = [0.0, 0.0]
+        self._uncharged = [0.0, 0.0, 0.0]
         self._loss_on_host = self.device.type == "cpu"
         self._reset_window_loss()
 
@@ -148,8 +149,8 @@ class Training:
 
     def _train_window(self, until: int) -> None:
         self.model.train()
-        self._uncharged = [0.0, 0.0]  # joules and seconds of FLOP counting inside this window
-        start_joules, start_time = self._window_edge()
+        self._uncharged = [0.0, 0.0, 0.0]  # joules, CPU joules and seconds of FLOP counting inside this window
+        start_joules, start_cpu, start_time = self._window_edge()
         try:
             while self.step < until:
                 self._train_step()
@@ -159,9 +160,10 @@ class Training:
                 "(a C++ compiler on a CPU, Triton on a GPU) or set train: {compile: false}"
             ) from None
         self._charge_flops()
-        end_joules, end_time = self._window_edge()
+        end_joules, end_cpu, end_time = self._window_edge()
         self.totals["energy_j"] += end_joules - start_joules - self._uncharged[0]
-        self.totals["time_s"] += end_time - start_time - self._uncharged[1]
+        self.totals["cpu_energy_j"] += end_cpu - start_cpu - self._uncharged[1]
+        self.totals["time_s"] += end_time - start_time - self._uncharged[2]
         self.short_windows += end_time - start_time < self.meter.resolution_s
 
     def _train_step(self) -> None:
@@ -205,11 +207,10 @@ class Training:
             self.totals["flops_sparse"] += sparse if steps == 1 else steps * sparse
 
     def _counted_forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        start_joules, start_time = self._window_edge()
+        start = self._window_edge()
         loss, self._step_flops = measure_step(self.model, lambda: self._loss(inputs, targets, self.model), len(inputs))
-        end_joules, end_time = self._window_edge()
-        self._uncharged[0] += end_joules - start_joules
-        self._uncharged[1] += end_time - start_time
+        end = self._window_edge()
+        self._uncharged = [total + after - before for total, before, after in zip(self._uncharged, start, end)]
         return loss
 
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor, model: Callable | None = None) -> torch.Tensor:
@@ -253,10 +254,10 @@ class Training:
         if self._window_batches and not math.isfinite(window_loss):
             raise TrainingDiverged(f"training loss became {window_loss} before step {self.step}")
         self.model.eval()
-        start_joules, start_time = self._window_edge()
+        start_joules, _, start_time = self._window_edge()
         with torch.no_grad(), self._precision:
             task_metrics = self.task.evaluate(self.model, self.train_data, self.held_out)
-        end_joules, end_time = self._window_edge()
+        end_joules, _, end_time = self._window_edge()
         self.totals["eval_energy_j"] += end_joules - start_joules
         self.totals["eval_time_s"] += end_time - start_time
         self._reset_window_loss()
@@ -297,16 +298,18 @@ class Training:
             **{name: float(value) for name, value in self.totals.items()},
             "time_per_epoch_s": self.totals["time_s"] / epochs if epochs else 0.0,
             "energy_source": self.meter.source,
+            "cpu_energy_source": self.meter.cpu_source,
             "energy_short_windows": self.short_windows,
             "idle_power_w": self.idle_power_w,
             "idle_energy_j": self.idle_power_w * self.totals["time_s"],
             "kept_steps": self.kept_steps,
         }
 
-    def _window_edge(self) -> tuple[float, float]:
+    def _window_edge(self) -> tuple[float, float, float]:
+        """Joules, the CPU's part of them, and the time, with the device synchronised."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return self.meter.joules(), time.perf_counter()
+        return *self.meter.read(), time.perf_counter()
 
     def _reset_window_loss(self) -> None:
         self._window_loss = 0.0 if self._loss_on_host else torch.zeros((), device=self.device)
@@ -352,6 +355,7 @@ class Training:
         for parameter, gradient in zip(self.model.parameters(), state["gradients"]):
             parameter.grad = gradient
         self.step, self.kept_steps, self.totals = state["step"], state["kept_steps"], state["totals"]
+        self.totals.setdefault("cpu_energy_j", math.nan)  # saved before the CPU part was kept apart: unknown
         self.short_windows = state["short_windows"]
         self.last_metrics = state["last_metrics"]
         self._uncharged_steps = 0  # what this object trained before is not part of the loaded run

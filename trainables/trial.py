@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ TRIAL_FIELDS = {
 TRIAL_METRICS = frozenset({
     "quality", "score", "complete", "diverged", "stop_reason", "node_id", "loss", "step", "trained_fraction", "epoch",
     "energy_j", "time_s", "eval_energy_j", "eval_time_s", "idle_power_w", "idle_energy_j", "energy_source",
+    "cpu_energy_j", "cpu_energy_source",
     "energy_short_windows", "time_per_epoch_s", "flops", "flops_sparse", "inference_flops", "inference_flops_dense",
     "params", "params_total", "peak_memory_mb", "peak_memory_added_mb", "memory_source", "kept_steps",
 })
@@ -114,10 +116,13 @@ def build_training(config: Mapping[str, Any]) -> Training:
     if problems:
         raise ConfigError(problems)
     device, energy = parts["device"], parts["energy"]
+    on_gpu = device.type == "cuda"
     meter = open_meter(
-        device.type == "cuda",
+        on_gpu,
         watts_per_core=energy.get("watts_per_core", DEFAULT_WATTS_PER_CORE),
-        shared_gpu=_gpu_is_shared(energy.get("gpu_sharing", "auto")),
+        shared_fraction=_shared_fraction(energy.get("gpu_sharing", "auto"), ray_gpus()) if on_gpu else None,
+        gpu_uuids=[str(torch.cuda.get_device_properties(index).uuid) for index in range(torch.cuda.device_count())]
+        if on_gpu else None,
     )
     return Training(
         parts["task"],
@@ -167,7 +172,7 @@ def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
         "model": model,
         "settings": attempt(lambda: task.defaults.override(dict(config.get("train") or {}))),
         "technique": attempt(lambda: techniques.create(technique_names, {name: config.get(name) for name in technique_names})),
-        "device": attempt(lambda: _device(config.get("device", "auto"))),
+        "device": attempt(lambda: placed_device(config.get("device", "auto"), ray_gpus(), torch.cuda.is_available())),
         "energy": attempt(lambda: _checked_energy(dict(config.get("energy") or {}))),
         "checkpoints": attempt(lambda: CheckpointPolicy(config.get("checkpoint_every", "auto"))),
     }
@@ -234,17 +239,29 @@ class CheckpointPolicy:
         return due
 
 
-def _gpu_is_shared(setting: str) -> bool:
-    """``auto``: shared when Ray gave this trial a fraction of a GPU (other trials run on the rest)."""
-    if setting != "auto":
-        return setting == "shared"
-    import ray
+def ray_gpus() -> float | None:
+    """The GPUs Ray gave this trial (0.25: a quarter of one), or None outside a Ray Tune trial.
 
-    # Outside a Ray Tune trial (no Ray, or a driver such as a notebook after a search), nothing shares the GPU.
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
-        return False
-    fraction = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
-    return 0.0 < fraction < 1.0
+    Ray 2.60 leaves ``CUDA_VISIBLE_DEVICES`` unset for an actor it gave no
+    GPU, so CUDA would see every GPU of the node: only Ray can say.
+    """
+    ray = sys.modules.get("ray")  # never imported: no trial of Ray's
+    # No Ray, or a driver such as a notebook after a search: not a trial Ray placed.
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return None
+    return ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+
+
+def _shared_fraction(setting: str, gpus: float | None) -> float | None:
+    """This trial's share of a GPU others use too, or None where it has its GPUs to itself.
+
+    ``auto``: shared when Ray gave it a fraction of a GPU (other trials run
+    on the rest); ``shared`` outside Ray: the whole device, as no fraction is known.
+    """
+    fraction = gpus if gpus is not None and 0.0 < gpus < 1.0 else None
+    if setting == "auto":
+        return fraction
+    return (fraction or 1.0) if setting == "shared" else None
 
 
 def green_score(quality: float, mode: str, energy_j: float, weight: float = 0.1, reference_j: float = 1.0) -> float:
@@ -272,13 +289,21 @@ def _checked_energy(energy: Mapping[str, Any]) -> Mapping[str, Any]:
     return energy
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
+def placed_device(name: str, gpus: float | None, cuda_available: bool) -> torch.device:
+    """The device a trial trains on: ``gpus`` is what Ray gave it (None outside Ray), and a trial Ray gave none runs on the CPU.
+
+    >>> placed_device("auto", 0.0, cuda_available=True)
+    device(type='cpu')
+    """
+    if name not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name == "cuda" and gpus == 0:
+        raise ValueError("device 'cuda' was asked for but Ray gave this trial no GPU; set resources: {gpu: ...} "
+                         "in the search file, or use device: auto")
+    if name == "cuda" and not cuda_available:
         raise ValueError("device 'cuda' was asked for but no GPU is visible; use device: auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if cuda_available and gpus != 0 else "cpu")
     return torch.device(name)
 
 
