@@ -211,6 +211,20 @@ def test_a_trial_records_its_idle_baseline_and_flags_short_windows():
     assert metrics["idle_power_w"] == 0.0 and metrics["idle_energy_j"] == 0.0  # the estimate's idle is zero
 
 
+@pytest.mark.parametrize("resolution_s, short", [(10.0, 3), (0.0, 0)])
+def test_evaluation_windows_shorter_than_the_update_period_are_flagged_too(resolution_s, short, tmp_path):
+    from helpers import make_training
+
+    training = make_training(steps=3, eval_every=1)
+    training.meter.resolution_s = resolution_s
+    metrics = list(training.evaluations())[-1]
+    assert metrics["eval_energy_short_windows"] == short
+    training.save(tmp_path / "training.pt")
+    resumed = make_training(steps=3, eval_every=1)
+    resumed.load(tmp_path / "training.pt")
+    assert resumed.progress()["eval_energy_short_windows"] == short
+
+
 def test_the_gpu_idle_baseline_is_the_power_drawn_before_training(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
     meter = open_meter(use_gpu=True, nvml=FakeNvml(), powercap_root=tmp_path)

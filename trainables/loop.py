@@ -107,7 +107,8 @@ class Training:
             "energy_j": 0.0, "time_s": 0.0, "eval_energy_j": 0.0, "eval_time_s": 0.0, "flops": 0.0, "flops_sparse": 0.0
         }
         self.kept_steps = 0
-        self.short_windows = 0  # windows shorter than the meter's update period: their energy is coarse
+        self.short_windows = 0  # training windows shorter than the meter's update period: their energy is coarse
+        self.eval_short_windows = 0  # the same for evaluation windows, whose energy is a total of its own
         self.idle_power_w = meter.idle_watts()
         self._uncharged = [0.0, 0.0]
         self._loss_on_host = self.device.type == "cpu"
@@ -259,6 +260,7 @@ class Training:
         end_joules, end_time = self._window_edge()
         self.totals["eval_energy_j"] += end_joules - start_joules
         self.totals["eval_time_s"] += end_time - start_time
+        self.eval_short_windows += end_time - start_time < self.meter.resolution_s
         self._reset_window_loss()
         self.last_metrics = {
             **self.progress(),
@@ -298,6 +300,7 @@ class Training:
             "time_per_epoch_s": self.totals["time_s"] / epochs if epochs else 0.0,
             "energy_source": self.meter.source,
             "energy_short_windows": self.short_windows,
+            "eval_energy_short_windows": self.eval_short_windows,
             "idle_power_w": self.idle_power_w,
             "idle_energy_j": self.idle_power_w * self.totals["time_s"],
             "kept_steps": self.kept_steps,
@@ -326,6 +329,7 @@ class Training:
                 "step": self.step,
                 "kept_steps": self.kept_steps,
                 "short_windows": self.short_windows,
+                "eval_short_windows": self.eval_short_windows,
                 "totals": self.totals,
                 "last_metrics": self.last_metrics,
                 "data": self.train_data.state_dict(),
@@ -353,6 +357,7 @@ class Training:
             parameter.grad = gradient
         self.step, self.kept_steps, self.totals = state["step"], state["kept_steps"], state["totals"]
         self.short_windows = state["short_windows"]
+        self.eval_short_windows = state.get("eval_short_windows", 0)  # checkpoints from before it was counted
         self.last_metrics = state["last_metrics"]
         self._uncharged_steps = 0  # what this object trained before is not part of the loaded run
         self.train_data.load_state_dict(state["data"])
