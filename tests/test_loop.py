@@ -7,6 +7,7 @@ import torch
 
 from greentune import techniques
 from greentune.techniques import Technique
+from greentune.trainables.checkpoints import restore_location
 from greentune.trainables.energy import EnergyMeter
 from greentune.trainables.loop import Training, TrainingDiverged, live_parameters
 from greentune.trainables.trial import CheckpointPolicy, check_trial_config
@@ -225,6 +226,45 @@ def test_a_checkpoint_resumes_to_the_same_result(tmp_path):
     assert final["step"] == 60
     assert final["kept_steps"] == expected["kept_steps"]
     assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
+
+
+def test_a_checkpoint_loaded_onto_an_accelerator_keeps_its_random_states_on_the_cpu(tmp_path):
+    """Resuming on a GPU, with ``meta`` standing in for the device the run loads onto: what was saved on the
+    CPU (the RNG states, SET's CPU topology generator) stays there, as ``set_state`` takes CPU byte tensors only."""
+
+    def technique():
+        return techniques.create(["redr_random"], {"redr_random": {"density": 0.3}})
+
+    expected = run_to_end(make_training(technique(), steps=60, eval_every=20))[-1]
+    first = make_training(technique(), steps=60, eval_every=20)
+    next(first.evaluations())
+    first.save(tmp_path / "training.pt")
+    resumed = make_training(technique(), steps=60, eval_every=20)
+    resumed.device = torch.device("meta")
+    resumed.load(tmp_path / "training.pt")
+    resumed.device = torch.device("cpu")  # the stand-in cannot compute; the model was saved on the CPU
+    assert run_to_end(resumed)[-1]["quality"] == pytest.approx(expected["quality"], rel=1e-6)
+
+
+def test_tensors_saved_on_an_accelerator_land_on_the_loading_runs_device():
+    place, storage = restore_location(torch.device("meta")), torch.UntypedStorage(8)
+    assert place(storage, "cuda:0").device.type == "meta"
+    assert place(storage, "cpu") is storage
+
+
+def test_a_cuda_runs_generator_state_is_saved_and_restored(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda's state functions are stand-ins, and the run is on CUDA only while saving and loading."""
+    state, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new_state, device="cuda": restored.append(new_state))
+    training = make_training(steps=4, eval_every=2)
+    next(training.evaluations())
+    training.device = torch.device("cuda")
+    training.save(tmp_path / "training.pt")
+    resumed = make_training(steps=4, eval_every=2)
+    resumed.device = torch.device("cuda")
+    resumed.load(tmp_path / "training.pt")
+    assert len(restored) == 1 and torch.equal(restored[0], state) and restored[0].device.type == "cpu"
 
 
 def test_a_checkpoint_restores_a_changed_structure(tmp_path):

@@ -44,6 +44,7 @@ from torch import nn
 from greentune.techniques import LayerDensity, Technique
 from greentune.techniques.schedules import cosine_decay
 
+from .checkpoints import restore_location, restore_rng_states, rng_states
 from .energy import EnergyMeter
 from .flops import StepFlops, measure_step
 from .memory import PeakMemory
@@ -334,7 +335,7 @@ class Training:
                 "last_metrics": self.last_metrics,
                 "data": self.train_data.state_dict(),
                 "statistics_generator": self._statistics_generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                **rng_states(self.device),
             },
             path,
         )
@@ -351,7 +352,7 @@ class Training:
         torch.save(self.technique.export(self.model).eval().cpu(), path)
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=restore_location(self.device), weights_only=False)
         self.model, self.technique, self.optimizer = state["model"], state["technique"], state["optimizer"]
         for parameter, gradient in zip(self.model.parameters(), state["gradients"]):
             parameter.grad = gradient
@@ -362,7 +363,7 @@ class Training:
         self._uncharged_steps = 0  # what this object trained before is not part of the loaded run
         self.train_data.load_state_dict(state["data"])
         self._statistics_generator.set_state(state["statistics_generator"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_states(state, self.device)
         self.structure_changed()
 
 
