@@ -84,15 +84,19 @@ def build_training(config: Mapping[str, Any]) -> Training:
         watts_per_core=energy.get("watts_per_core", DEFAULT_WATTS_PER_CORE),
         shared_gpu=_gpu_is_shared(energy.get("gpu_sharing", "auto")),
     )
-    return Training(
-        parts["task"],
-        parts["technique"],
-        parts["settings"],
-        model=parts["model"],
-        seed=int(config.get("seed", 0)),
-        meter=meter,
-        device=device,
-    )
+    try:
+        return Training(
+            parts["task"],
+            parts["technique"],
+            parts["settings"],
+            model=parts["model"],
+            seed=int(config.get("seed", 0)),
+            meter=meter,
+            device=device,
+        )
+    except BaseException:
+        meter.close()  # a polling counter's thread would outlive the trial that failed to build
+        raise
 
 
 def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -238,17 +242,16 @@ def run_trial(config: dict) -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     node_id = ray.get_runtime_context().get_node_id()  # which node ran it, on a cluster
     training = build_training(config)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            training.load(Path(directory) / CHECKPOINT_FILE)
-        if training.step >= training.total_steps:  # restored from its final checkpoint
-            tune.report(training.last_metrics)
-            training.meter.close()
-            return
-    score = dict(config.get("score") or {})
-    checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
-    try:
+    try:  # from here on the meter is closed however the trial ends, a failed load included
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                training.load(Path(directory) / CHECKPOINT_FILE)
+            if training.step >= training.total_steps:  # restored from its final checkpoint
+                tune.report(training.last_metrics)
+                return
+        score = dict(config.get("score") or {})
+        checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
         for metrics in training.evaluations():
             metrics["score"] = green_score(metrics["quality"], training.task.mode, metrics["energy_j"], **score)
             metrics["node_id"] = node_id
