@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -395,6 +397,33 @@ def test_compiled_training_steps_run_torch_compile_and_train_as_the_eager_ones_d
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
     assert [m["loss"] for m in compiled_history] == pytest.approx([m["loss"] for m in eager_history], rel=1e-4)
     assert compiled_history[-1]["flops"] == eager_history[-1]["flops"]  # counted on the model itself
+
+
+@pytest.fixture
+def recompile_limit_one(monkeypatch):
+    """Dynamo's recompile limit at 1 (8 by default), and its graphs built without Inductor's C++ build."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    yield
+    torch._dynamo.reset()  # no exhausted cache left for the tests after this one
+
+
+def test_trial_after_compiled_trial_in_one_process_still_compiles(recompile_limit_one):
+    """One worker, trial after trial: each new model adds to the same code's cache, and past the limit Dynamo
+    would run the rest of the process eagerly."""
+    for model in ("big", "small", "wide"):
+        training = make_training(model=model, steps=4, eval_every=4, compile=True)
+        assert not run_to_end(training)[-1]["compile_fallback"]
+
+
+def test_a_compiled_trial_that_hits_the_recompile_limit_anyway_says_so(recompile_limit_one):
+    training = make_training(steps=4, eval_every=4, compile=True)
+    for width in (3, 4):  # other compiled code in the process, after the trial started, uses up the limit
+        torch.compile(torch.nn.Linear(width, 2))(torch.randn(2, width))
+    assert run_to_end(training)[-1]["compile_fallback"]
+    assert not run_to_end(make_training(steps=4, eval_every=4))[-1]["compile_fallback"]  # eager by choice
 
 
 def test_compile_must_be_true_or_false():

@@ -51,6 +51,9 @@ from .memory import PeakMemory
 from .tasks import Task, TrainSettings
 
 
+RECOMPILE_LIMIT_HIT = "Dynamo recompile limit exceeded"  # how Dynamo's counters name the fall back to eager
+
+
 class TrainingDiverged(RuntimeError):
     """The training loss stopped being a finite number."""
 
@@ -80,6 +83,11 @@ class Training:
         self.seed, self.meter, self.device = seed, meter, torch.device(device)
         self.loss_fn = task.loss_fn
         self._compiled: tuple[nn.Module, Callable] | None = None  # (model, its torch.compile), made on first use
+        if settings.compile:
+            # A worker runs trial after trial, and each one's model adds to the caches of the same code, past
+            # whose recompile limit Dynamo runs it eagerly: every compiled trial starts as in a fresh process.
+            torch._dynamo.reset()
+        self._limit_hits = recompile_limit_hits()
         self.memory = PeakMemory(self.device)  # from here on: data, model, optimizer, training
         # One context, entered around every forward pass (never nested), rather than one made per step.
         self._precision = (
@@ -305,6 +313,7 @@ class Training:
             "idle_power_w": self.idle_power_w,
             "idle_energy_j": self.idle_power_w * self.totals["time_s"],
             "kept_steps": self.kept_steps,
+            "compile_fallback": self.settings.compile and recompile_limit_hits() > self._limit_hits,
         }
 
     def _window_edge(self) -> tuple[float, float]:
@@ -370,3 +379,10 @@ class Training:
 def live_parameters(model: nn.Module) -> int:
     """Parameters that are not exactly zero: masked weights do not count."""
     return int(sum(int(torch.count_nonzero(parameter)) for parameter in model.parameters()))
+
+
+def recompile_limit_hits() -> int:
+    """How often Dynamo has hit its recompile limit in this process, after which it ran that code eagerly."""
+    from torch._dynamo.utils import counters
+
+    return sum(count for reason, count in counters["unimplemented"].items() if reason.startswith(RECOMPILE_LIMIT_HIT))
