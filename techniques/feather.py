@@ -283,7 +283,7 @@ class GlobalThreshold:
         if weights.on_cpu:  # written in place through NumPy, no tensor op
             self.value.numpy()[()] = value
         else:
-            self.value.fill_(value)
+            self.value = value
         return [self.value] * len(weights.sizes)
 
     def threshold(self, index: int) -> torch.Tensor:
@@ -356,7 +356,7 @@ class AdaptiveSparsityLoss:
         if weights.on_cpu:  # written in place through NumPy, no tensor op
             self.values.numpy()[:] = values
         else:
-            self.values = torch.tensor(values, device=self.values.device)
+            self.values = torch.stack(values)
         torch.stack([layer.dense_weight.std() for layer in self.layers], out=self.scales)
         return list(self.values.unbind())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,7 @@ def test_a_resnet20_run_keeps_exactly_the_exact_quantiles_counts():
     check_every_step(training, 24)
 
 
-def test_the_k_th_values_are_a_full_selections_whatever_the_band():
+def test_the_k_th_values_are_a_full_selections_whatever_the_band(path):
     """Values that jump about from call to call: in the band, below it, above it, and ties at the k-th."""
     generator = torch.Generator().manual_seed(0)
     bounds = [0, 300, 301, 1000]
@@ -79,4 +81,15 @@ def test_the_k_th_values_are_a_full_selections_whatever_the_band():
         values[:50] = values[60]  # ties
         ks = [int(torch.randint(0, end - start + 1, (), generator=generator)) for start, end in zip(bounds[:-1], bounds[1:])]
         expected = [float(values[start:end].kthvalue(k).values) if k else 0.0 for start, end, k in zip(bounds[:-1], bounds[1:], ks)]
-        assert selection.select(values, ks, selection.count(values)) == expected
+        assert [float(value) for value in selection.select(values, ks, selection.count(values))] == expected
+
+
+def test_a_selection_saved_on_an_accelerator_resumes_on_a_cpu(monkeypatch):
+    values = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).add(1).div(1000)  # k-th: k / 1000
+    selection = NearbySelection([0, 1000])
+    with monkeypatch.context() as accelerator:
+        accelerator.setattr(NearbySelection, "on_cpu", property(lambda self: False))
+        selection.select(values, [500], selection.count(values))
+    resumed = pickle.loads(pickle.dumps(selection))
+    assert resumed.select(values, [503], resumed.count(values)) == [float(values.kthvalue(503).values)]
+    assert resumed.full_searches == 1  # the first, with no band yet; the second was found in the band
