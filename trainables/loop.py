@@ -7,7 +7,8 @@ step budget is spent. Techniques act only through the hooks documented in
 
 Time and energy are metered around training windows only, with the device
 synchronised at each window edge; evaluation has its own window and its own
-totals. Peak memory (``trainables.memory``) covers the whole trial: data,
+totals. Windows of either kind shorter than the meter's update period are
+counted, since their energy is coarse. Peak memory (``trainables.memory``) covers the whole trial: data,
 model, optimizer, training and evaluation. Training FLOPs are counted with ``torch.utils.flop_counter`` on one
 real step whenever the structure changes (forward + backward of a kept
 batch; optimizer arithmetic is not counted), and added for every kept batch:
@@ -87,7 +88,7 @@ class Training:
             # A worker runs trial after trial, and each one's model adds to the caches of the same code, past
             # whose recompile limit Dynamo runs it eagerly: every compiled trial starts as in a fresh process.
             torch._dynamo.reset()
-        self._limit_hits = recompile_limit_hits()
+            self._limit_hits = recompile_limit_hits()
         self.memory = PeakMemory(self.device)  # from here on: data, model, optimizer, training
         # One context, entered around every forward pass (never nested), rather than one made per step.
         self._precision = (
