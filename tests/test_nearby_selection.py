@@ -61,13 +61,15 @@ def test_a_600_step_mlp_run_keeps_exactly_the_exact_quantiles_counts(backbone, p
     assert full_searches < 600 * len(technique.thresholds.selection.previous) // 10  # mostly found in the band
 
 
-def test_a_resnet20_run_keeps_exactly_the_exact_quantiles_counts():
+@pytest.mark.parametrize("backbone", ["global", "asl"])
+def test_a_resnet20_run_keeps_exactly_the_exact_quantiles_counts(backbone):
     task = create_task("synthetic_images", n_train=64, n_test=16, size=16)
-    settings = task.defaults.override({"steps": 25, "eval_every": 25, "batch_size": 16, "epochs": None})
-    technique = techniques.create(["feather"], {"feather": {"sparsity": 0.9, "target_fraction": 0.5}})
+    settings = task.defaults.override({"steps": 61, "eval_every": 61, "batch_size": 16, "epochs": None})
+    technique = techniques.create(["feather"], {"feather": {"sparsity": 0.9, "target_fraction": 0.5, "backbone": backbone}})
     training = Training(task, technique, settings, model=lambda: create_model("resnet20", num_classes=10), seed=0,
                         meter=EnergyMeter([CpuTimeEstimate()]))
-    check_every_step(training, 24)
+    full_searches = check_every_step(training, 60)
+    assert full_searches < 60 * len(technique.thresholds.selection.previous) // 10  # mostly found in the band
 
 
 def test_the_k_th_values_are_a_full_selections_whatever_the_band(path):
