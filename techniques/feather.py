@@ -50,6 +50,7 @@ from torch import nn
 
 from .base import LayerDensity, Run, Technique
 from .masks import prunable_layers
+from .nearby_selection import NearbySelection
 from .registry import register
 from .schedules import cubic_sparsity
 from .space import Choice, Float
@@ -105,10 +106,10 @@ class FlatWeights:
     distinct ops as can be: in a small model's training step each costs
     some 5-8 µs, far more than its arithmetic, so the global quantile and
     the steps of P_T that need no per-layer value run once over the buffer.
-    On a CPU, NumPy does the selection (introselect, about 8x faster than
-    ``kthvalue``), the counting and the comparisons, and P_T's powers are
-    taken of the kept weights only; elsewhere tensor ops do all of it over
-    every weight, without waiting for the device. The buffers are reused
+    The thresholds are found in it by ``NearbySelection``. On a CPU, NumPy
+    does the counting and the comparisons, and P_T's powers are taken of
+    the kept weights only; elsewhere tensor ops do all of it over every
+    weight, without waiting for the device. The buffers are reused
     from step to step (a large model's would otherwise be fresh pages every
     step) and rebuilt after unpickling; only the pruned mask, which the next
     backward pass reads, is pickled.
@@ -166,13 +167,6 @@ class FlatWeights:
         for weight, part in zip(self.dense(), self._layer_parts):
             torch.abs(weight, out=part)
         return self.magnitudes
-
-    def kth_smallest(self, k: int, layer: int | None = None) -> np.float32 | torch.Tensor:
-        """The k-th smallest |w| (k >= 1), over all layers or in one layer."""
-        start, end = (0, self.bounds[-1]) if layer is None else (self.bounds[layer], self.bounds[layer + 1])
-        if not self.on_cpu:
-            return self.magnitudes[start:end].kthvalue(k).values
-        return np.partition(self._numpy[0][start:end], k - 1)[k - 1]
 
     def mark_pruned(self, thresholds: list[torch.Tensor]) -> None:
         """``pruned`` = |w| <= T, with each layer's threshold, for the backward pass."""
@@ -275,16 +269,21 @@ def solve_shift(relative: list[float], sizes: list[int], sparsity: float, start:
 class GlobalThreshold:
     """One threshold for every layer: the |w| quantile of the target sparsity over all weights."""
 
+    selection: NearbySelection | None = None  # made on first use; on the class, so older checkpoints load
+
     def __init__(self, layers: list[nn.Module]):
         self.value = torch.zeros((), device=layers[0].dense_weight.device)
 
     def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
         """The threshold of each layer (the same) for the weights' |w|."""
-        count = round(sparsity * weights.bounds[-1])
-        if not weights.on_cpu:
-            self.value = weights.kth_smallest(count) if count > 0 else torch.zeros_like(self.value)
-        else:  # written in place through NumPy, no tensor op
-            self.value.numpy()[()] = weights.kth_smallest(count) if count > 0 else 0.0
+        if self.selection is None:
+            self.selection = NearbySelection([0, weights.bounds[-1]])
+        counts = self.selection.count(weights.magnitudes)
+        [value] = self.selection.select(weights.magnitudes, [round(sparsity * weights.bounds[-1])], counts)
+        if weights.on_cpu:  # written in place through NumPy, no tensor op
+            self.value.numpy()[()] = value
+        else:
+            self.value = value
         return [self.value] * len(weights.sizes)
 
     def threshold(self, index: int) -> torch.Tensor:
@@ -294,9 +293,6 @@ class GlobalThreshold:
         return None
 
     def after_backward(self, grads, weights, pruned) -> None:
-        pass
-
-    def after_step(self) -> None:
         pass
 
 
@@ -325,7 +321,11 @@ class SparsityLoss(torch.autograd.Function):
 class AdaptiveSparsityLoss:
     """ASL+: learned per-layer sparsities, a scheduled sparsity loss and a sorting-based correction."""
 
-    shift = 0.0  # the last correction δ, where the next search for it starts; on the class, so older checkpoints load
+    # On the class, so older checkpoints load: the last correction δ, where the next search for it starts;
+    # the thresholds' selection, made on first use; the task loss's gradient to r since the last update.
+    shift = 0.0
+    selection: NearbySelection | None = None
+    task_gradient: torch.Tensor | None = None
 
     def __init__(self, layers: list[nn.Module], loss_weight: float, learning_rate: float):
         self.layers, self.loss_weight, self.learning_rate = layers, loss_weight, learning_rate
@@ -337,19 +337,37 @@ class AdaptiveSparsityLoss:
 
     @torch.no_grad()
     def update(self, weights: FlatWeights, sparsity: float) -> list[torch.Tensor]:
-        """The threshold of each layer for the weights' |w|."""
+        """One step of r on its gradients, then the threshold of each layer for the weights' |w|."""
+        if self.selection is None:
+            self.selection = NearbySelection(weights.bounds)
+        band_counts = self.selection.count(weights.magnitudes)
+        task_gradient, self.task_gradient = self.task_gradient, None
+        if task_gradient is not None and isinstance(band_counts, torch.Tensor):  # on an accelerator
+            # One copy to the host a step, of the bands' counts and the gradient together.
+            both = torch.cat([band_counts.double(), task_gradient.double()]).tolist()
+            band_counts, task_gradient = [int(count) for count in both[: len(band_counts)]], torch.tensor(both[len(band_counts) :])
+        self._descend(task_gradient)
         relative = self.relative.tolist()
         self.shift = solve_shift(relative, weights.sizes, sparsity, start=self.shift)
         # In the solver's float64, so the counts add up to the sparsity it solved for, without four tiny tensor ops.
         corrected = [estimated_sparsity(r + self.shift) for r in relative]
         counts = [min(size, round(estimate * size)) for size, estimate in zip(weights.sizes, corrected)]
+        values = self.selection.select(weights.magnitudes, counts, band_counts)
         if weights.on_cpu:  # written in place through NumPy, no tensor op
-            self.values.numpy()[:] = [weights.kth_smallest(count, index) if count > 0 else 0.0 for index, count in enumerate(counts)]
+            self.values.numpy()[:] = values
         else:
-            zero = self.values.new_zeros(())
-            self.values = torch.stack([weights.kth_smallest(count, index) if count > 0 else zero for index, count in enumerate(counts)])
+            self.values = torch.stack(values)
         torch.stack([layer.dense_weight.std() for layer in self.layers], out=self.scales)
         return list(self.values.unbind())
+
+    def _descend(self, task_gradient: torch.Tensor | None) -> None:
+        """r −= learning rate · (the sparsity loss's gradient, which its backward pass left, + the task loss's)."""
+        grad = self.relative.grad
+        if task_gradient is not None:
+            grad = task_gradient if grad is None else grad + task_gradient
+        if grad is not None:
+            self.relative -= self.learning_rate * grad
+            self.relative.grad = None
 
     def after_backward(self, grads, weights, pruned) -> None:
         """ASL's estimate of the task gradient to r: ∂L/∂T = −Σ_pruned g·w / T, times the Gaussian model's dT/dr = σ."""
@@ -357,20 +375,14 @@ class AdaptiveSparsityLoss:
         zero = self.values.new_zeros(())
         sums = [zero if grad is None else (grad * weight * mask).sum() for grad, weight, mask in zip(grads, weights, pruned)]
         grad_thresholds = torch.stack(sums).neg_().div_(self.values.clamp_min(1e-12))
-        grad = (grad_thresholds * self.scales).to(self.relative.device)
-        self.relative.grad = grad if self.relative.grad is None else self.relative.grad + grad
+        grad = grad_thresholds * self.scales  # on the weights' device, where it stays until the next update reads it
+        self.task_gradient = grad if self.task_gradient is None else self.task_gradient + grad
 
     def threshold(self, index: int) -> torch.Tensor:
         return self.values[index].clone()
 
     def extra_loss(self, sparsity: float) -> torch.Tensor:
         return SparsityLoss.apply(self.relative, self.sizes.tolist(), sparsity, self.loss_weight)
-
-    @torch.no_grad()
-    def after_step(self) -> None:
-        if self.relative.grad is not None:
-            self.relative -= self.learning_rate * self.relative.grad
-            self.relative.grad = None
 
 
 @register
@@ -469,7 +481,6 @@ class Feather(Technique):
     def after_step(self, run: Run) -> None:
         if self.finished:
             return
-        self.thresholds.after_step()
         self._update(self.scheduled_sparsity(run.step))
         if run.step >= run.total_steps:
             self.write_back(run.model)

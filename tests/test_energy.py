@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -202,6 +205,20 @@ def test_a_trial_records_its_idle_baseline_and_flags_short_windows():
     assert metrics["idle_power_w"] == 0.0 and metrics["idle_energy_j"] == 0.0  # the estimate's idle is zero
 
 
+@pytest.mark.parametrize("resolution_s, short", [(10.0, 3), (0.0, 0)])
+def test_evaluation_windows_shorter_than_the_update_period_are_flagged_too(resolution_s, short, tmp_path):
+    from helpers import make_training
+
+    training = make_training(steps=3, eval_every=1)
+    training.meter.resolution_s = resolution_s
+    metrics = list(training.evaluations())[-1]
+    assert metrics["eval_energy_short_windows"] == short
+    training.save(tmp_path / "training.pt")
+    resumed = make_training(steps=3, eval_every=1)
+    resumed.load(tmp_path / "training.pt")
+    assert resumed.progress()["eval_energy_short_windows"] == short
+
+
 def test_the_gpu_idle_baseline_is_the_power_drawn_before_training(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
     meter = open_meter(use_gpu=True, nvml=FakeNvml(), powercap_root=tmp_path)
@@ -276,3 +293,40 @@ class AmpereNvml(FakeNvml):
 def test_the_gpu_idle_baseline_is_nvmls_instant_power_where_it_has_one(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert open_meter(use_gpu=True, nvml=AmpereNvml(), powercap_root=tmp_path).idle_watts() == pytest.approx(60.0)
+
+
+def polling_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("greentune-")]
+
+
+@pytest.fixture
+def polled_trials(monkeypatch):
+    """Trials metered by polled power (a GPU without an energy counter), whose counter runs a thread."""
+    from greentune.trainables import trial
+
+    monkeypatch.setattr(trial, "open_meter", lambda *args, **kwargs: EnergyMeter([NvmlPowerPoller(FakeNvml(), [0])]))
+    return trial
+
+
+def test_a_trial_that_fails_to_build_leaves_no_polling_thread(polled_trials, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the training data could not be read")
+
+    monkeypatch.setattr(polled_trials, "Training", fail)
+    before = polling_threads()
+    with pytest.raises(RuntimeError, match="could not be read"):
+        polled_trials.build_training({"task": "teacher_student"})
+    assert polling_threads() == before
+
+
+def test_a_trial_whose_checkpoint_fails_to_load_leaves_no_polling_thread(polled_trials, monkeypatch, tmp_path):
+    import ray
+    from ray import tune
+
+    (tmp_path / polled_trials.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node"))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(tmp_path))
+    before = polling_threads()
+    with pytest.raises(pickle.UnpicklingError):
+        polled_trials.run_trial({"task": "teacher_student", "task_options": {"n_train": 200, "n_test": 100}})
+    assert polling_threads() == before

@@ -10,7 +10,15 @@ import torch
 from torch import nn
 
 from greentune import techniques
-from greentune.techniques.feather import Feather, FlatWeights, SparsityLoss, solve_shift, threshold_weights
+from greentune.techniques.feather import (
+    AdaptiveSparsityLoss,
+    Feather,
+    FlatWeights,
+    SparsityLoss,
+    solve_shift,
+    threshold_weights,
+)
+from greentune.techniques.nearby_selection import NearbySelection
 
 from helpers import make_training, run_to_end
 
@@ -206,6 +214,7 @@ def test_a_checkpoint_resumes_exactly_though_the_flat_buffers_are_not_saved(para
 def test_the_tensor_path_for_accelerators_agrees_with_the_numpy_path(backbone, monkeypatch):
     def trained(on_cpu: bool) -> Feather:
         monkeypatch.setattr(FlatWeights, "on_cpu", property(lambda self: on_cpu))
+        monkeypatch.setattr(NearbySelection, "on_cpu", property(lambda self: on_cpu))
         technique = feather(sparsity=0.9, target_fraction=0.5, pruned_gradient_scale=0.5, backbone=backbone)
         training = make_training(technique, steps=30, model="wide")
         for _ in range(20):
@@ -217,6 +226,18 @@ def test_the_tensor_path_for_accelerators_agrees_with_the_numpy_path(backbone, m
     assert all(isinstance(count, torch.Tensor) for count in tensor_path.kept)  # no synchronisation to read them
     for layer, reference in zip(tensor_path.layers, numpy_path.layers):
         assert torch.equal(layer.weight, reference.weight) and torch.equal(layer.dense_weight, reference.dense_weight)
+
+
+def test_asl_leaves_the_task_gradient_on_the_device_for_the_update_to_read():
+    """``meta`` stands in for a GPU: the copy to the host that ASL+ made after every backward pass fails on it.
+    The update reads the gradient together with the selection's counts instead, in one copy a step."""
+    layers = [nn.Linear(4, 3, device="meta"), nn.Linear(3, 2, device="meta")]
+    for layer in layers:
+        layer.dense_weight = layer.weight
+    state = AdaptiveSparsityLoss(layers, loss_weight=1.0, learning_rate=0.1)
+    weights = [layer.dense_weight for layer in layers]
+    state.after_backward([torch.ones_like(w) for w in weights], weights, [torch.ones_like(w, dtype=torch.bool) for w in weights])
+    assert state.task_gradient.device.type == "meta" and state.relative.grad is None
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0, 3.0, 5.0])

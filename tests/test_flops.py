@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from greentune import techniques
 from greentune.techniques import LayerDensity, Stack, Technique
@@ -84,3 +85,22 @@ def test_densities_that_change_mid_window_are_charged_for_the_steps_that_ran_und
     dense = (2 * first) + (3 * second)
     assert metrics["flops"] == STEPS * dense
     assert metrics["flops_sparse"] == 3 * dense + (STEPS - 3) * (first + 3 * second)
+
+
+class TensorDensities(Technique):
+    """A float32 tensor density in a new mapping every step, as Feather reports its kept counts on an accelerator."""
+
+    name = "test_tensor_densities"
+    claims = frozenset({"weights"})
+
+    def layer_densities(self, run):
+        return {run.model[0]: LayerDensity(weights=torch.tensor(0.3), gradients=1.0)}
+
+
+def test_flop_totals_over_many_steps_of_tensor_densities_add_up_in_float64():
+    steps = 3000
+    training = make_training(TensorDensities(), steps=steps, eval_every=steps)
+    final = run_to_end(training)[-1]
+    per_step = training._step_flops.sparse(TensorDensities().layer_densities(training))
+    assert per_step.dtype == torch.float64 and training.totals["flops_sparse"].dtype == torch.float64
+    assert final["flops_sparse"] == pytest.approx(steps * float(per_step), rel=1e-12)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from greentune import techniques
 from greentune.techniques import Technique
+from greentune.trainables.checkpoints import restore_location
 from greentune.trainables.energy import EnergyMeter
 from greentune.trainables.loop import Training, TrainingDiverged, live_parameters
 from greentune.trainables.trial import CheckpointPolicy, check_trial_config
@@ -227,6 +230,45 @@ def test_a_checkpoint_resumes_to_the_same_result(tmp_path):
     assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
 
 
+def test_a_checkpoint_loaded_onto_an_accelerator_keeps_its_random_states_on_the_cpu(tmp_path):
+    """Resuming on a GPU, with ``meta`` standing in for the device the run loads onto: what was saved on the
+    CPU (the RNG states, SET's CPU topology generator) stays there, as ``set_state`` takes CPU byte tensors only."""
+
+    def technique():
+        return techniques.create(["redr_random"], {"redr_random": {"density": 0.3}})
+
+    expected = run_to_end(make_training(technique(), steps=60, eval_every=20))[-1]
+    first = make_training(technique(), steps=60, eval_every=20)
+    next(first.evaluations())
+    first.save(tmp_path / "training.pt")
+    resumed = make_training(technique(), steps=60, eval_every=20)
+    resumed.device = torch.device("meta")
+    resumed.load(tmp_path / "training.pt")
+    resumed.device = torch.device("cpu")  # the stand-in cannot compute; the model was saved on the CPU
+    assert run_to_end(resumed)[-1]["quality"] == pytest.approx(expected["quality"], rel=1e-6)
+
+
+def test_tensors_saved_on_an_accelerator_land_on_the_loading_runs_device():
+    place, storage = restore_location(torch.device("meta")), torch.UntypedStorage(8)
+    assert place(storage, "cuda:0").device.type == "meta"
+    assert place(storage, "cpu") is storage
+
+
+def test_a_cuda_runs_generator_state_is_saved_and_restored(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda's state functions are stand-ins, and the run is on CUDA only while saving and loading."""
+    state, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new_state, device="cuda": restored.append(new_state))
+    training = make_training(steps=4, eval_every=2)
+    next(training.evaluations())
+    training.device = torch.device("cuda")
+    training.save(tmp_path / "training.pt")
+    resumed = make_training(steps=4, eval_every=2)
+    resumed.device = torch.device("cuda")
+    resumed.load(tmp_path / "training.pt")
+    assert len(restored) == 1 and torch.equal(restored[0], state) and restored[0].device.type == "cpu"
+
+
 def test_a_checkpoint_restores_a_changed_structure(tmp_path):
     training = make_training(steps=20, eval_every=10)
     next(training.evaluations())
@@ -355,6 +397,33 @@ def test_compiled_training_steps_run_torch_compile_and_train_as_the_eager_ones_d
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
     assert [m["loss"] for m in compiled_history] == pytest.approx([m["loss"] for m in eager_history], rel=1e-4)
     assert compiled_history[-1]["flops"] == eager_history[-1]["flops"]  # counted on the model itself
+
+
+@pytest.fixture
+def recompile_limit_one(monkeypatch):
+    """Dynamo's recompile limit at 1 (8 by default), and its graphs built without Inductor's C++ build."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    yield
+    torch._dynamo.reset()  # no exhausted cache left for the tests after this one
+
+
+def test_trial_after_compiled_trial_in_one_process_still_compiles(recompile_limit_one):
+    """One worker, trial after trial: each new model adds to the same code's cache, and past the limit Dynamo
+    would run the rest of the process eagerly."""
+    for model in ("big", "small", "wide"):
+        training = make_training(model=model, steps=4, eval_every=4, compile=True)
+        assert not run_to_end(training)[-1]["compile_fallback"]
+
+
+def test_a_compiled_trial_that_hits_the_recompile_limit_anyway_says_so(recompile_limit_one):
+    training = make_training(steps=4, eval_every=4, compile=True)
+    for width in (3, 4):  # other compiled code in the process, after the trial started, uses up the limit
+        torch.compile(torch.nn.Linear(width, 2))(torch.randn(2, width))
+    assert run_to_end(training)[-1]["compile_fallback"]
+    assert not run_to_end(make_training(steps=4, eval_every=4))[-1]["compile_fallback"]  # eager by choice
 
 
 def test_compile_must_be_true_or_false():

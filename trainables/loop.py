@@ -7,7 +7,8 @@ step budget is spent. Techniques act only through the hooks documented in
 
 Time and energy are metered around training windows only, with the device
 synchronised at each window edge; evaluation has its own window and its own
-totals. Peak memory (``trainables.memory``) covers the whole trial: data,
+totals. Windows of either kind shorter than the meter's update period are
+counted, since their energy is coarse. Peak memory (``trainables.memory``) covers the whole trial: data,
 model, optimizer, training and evaluation. Training FLOPs are counted with ``torch.utils.flop_counter`` on one
 real step whenever the structure changes (forward + backward of a kept
 batch; optimizer arithmetic is not counted), and added for every kept batch:
@@ -44,10 +45,14 @@ from torch import nn
 from greentune.techniques import LayerDensity, Technique
 from greentune.techniques.schedules import cosine_decay
 
+from .checkpoints import restore_location, restore_rng_states, rng_states
 from .energy import EnergyMeter
 from .flops import StepFlops, measure_step
 from .memory import PeakMemory
 from .tasks import Task, TrainSettings
+
+
+RECOMPILE_LIMIT_HIT = "Dynamo recompile limit exceeded"  # how Dynamo's counters name the fall back to eager
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,6 +84,11 @@ class Training:
         self.seed, self.meter, self.device = seed, meter, torch.device(device)
         self.loss_fn = task.loss_fn
         self._compiled: tuple[nn.Module, Callable] | None = None  # (model, its torch.compile), made on first use
+        if settings.compile:
+            # A worker runs trial after trial, and each one's model adds to the caches of the same code, past
+            # whose recompile limit Dynamo runs it eagerly: every compiled trial starts as in a fresh process.
+            torch._dynamo.reset()
+            self._limit_hits = recompile_limit_hits()
         self.memory = PeakMemory(self.device)  # from here on: data, model, optimizer, training
         # One context, entered around every forward pass (never nested), rather than one made per step.
         self._precision = (
@@ -108,7 +118,8 @@ class Training:
             "flops": 0.0, "flops_sparse": 0.0,
         }
         self.kept_steps = 0
-        self.short_windows = 0  # windows shorter than the meter's update period: their energy is coarse
+        self.short_windows = 0  # training windows shorter than the meter's update period: their energy is coarse
+        self.eval_short_windows = 0  # the same for evaluation windows, whose energy is a total of its own
         self.idle_power_w = meter.idle_watts()
         self._uncharged = [0.0, 0.0, 0.0]
         self._loss_on_host = self.device.type == "cpu"
@@ -260,6 +271,7 @@ class Training:
         end_joules, _, end_time = self._window_edge()
         self.totals["eval_energy_j"] += end_joules - start_joules
         self.totals["eval_time_s"] += end_time - start_time
+        self.eval_short_windows += end_time - start_time < self.meter.resolution_s
         self._reset_window_loss()
         self.last_metrics = {
             **self.progress(),
@@ -300,9 +312,11 @@ class Training:
             "energy_source": self.meter.source,
             "cpu_energy_source": self.meter.cpu_source,
             "energy_short_windows": self.short_windows,
+            "eval_energy_short_windows": self.eval_short_windows,
             "idle_power_w": self.idle_power_w,
             "idle_energy_j": self.idle_power_w * self.totals["time_s"],
             "kept_steps": self.kept_steps,
+            "compile_fallback": self.settings.compile and recompile_limit_hits() > self._limit_hits,
         }
 
     def _window_edge(self) -> tuple[float, float, float]:
@@ -329,11 +343,12 @@ class Training:
                 "step": self.step,
                 "kept_steps": self.kept_steps,
                 "short_windows": self.short_windows,
+                "eval_short_windows": self.eval_short_windows,
                 "totals": self.totals,
                 "last_metrics": self.last_metrics,
                 "data": self.train_data.state_dict(),
                 "statistics_generator": self._statistics_generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                **rng_states(self.device),
             },
             path,
         )
@@ -350,21 +365,29 @@ class Training:
         torch.save(self.technique.export(self.model).eval().cpu(), path)
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=restore_location(self.device), weights_only=False)
         self.model, self.technique, self.optimizer = state["model"], state["technique"], state["optimizer"]
         for parameter, gradient in zip(self.model.parameters(), state["gradients"]):
             parameter.grad = gradient
         self.step, self.kept_steps, self.totals = state["step"], state["kept_steps"], state["totals"]
         self.totals.setdefault("cpu_energy_j", math.nan)  # saved before the CPU part was kept apart: unknown
         self.short_windows = state["short_windows"]
+        self.eval_short_windows = state.get("eval_short_windows", 0)  # checkpoints from before it was counted
         self.last_metrics = state["last_metrics"]
         self._uncharged_steps = 0  # what this object trained before is not part of the loaded run
         self.train_data.load_state_dict(state["data"])
         self._statistics_generator.set_state(state["statistics_generator"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_states(state, self.device)
         self.structure_changed()
 
 
 def live_parameters(model: nn.Module) -> int:
     """Parameters that are not exactly zero: masked weights do not count."""
     return int(sum(int(torch.count_nonzero(parameter)) for parameter in model.parameters()))
+
+
+def recompile_limit_hits() -> int:
+    """How often Dynamo has hit its recompile limit in this process, after which it ran that code eagerly."""
+    from torch._dynamo.utils import counters
+
+    return sum(count for reason, count in counters["unimplemented"].items() if reason.startswith(RECOMPILE_LIMIT_HIT))

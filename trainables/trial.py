@@ -67,7 +67,7 @@ TRIAL_FIELDS = {
 TRIAL_METRICS = frozenset({
     "quality", "score", "complete", "diverged", "stop_reason", "node_id", "loss", "step", "trained_fraction", "epoch",
     "energy_j", "time_s", "eval_energy_j", "eval_time_s", "idle_power_w", "idle_energy_j", "energy_source",
-    "cpu_energy_j", "cpu_energy_source",
+    "cpu_energy_j", "cpu_energy_source", "eval_energy_short_windows", "compile_fallback",
     "energy_short_windows", "time_per_epoch_s", "flops", "flops_sparse", "inference_flops", "inference_flops_dense",
     "params", "params_total", "peak_memory_mb", "peak_memory_added_mb", "memory_source", "kept_steps",
 })
@@ -124,15 +124,19 @@ def build_training(config: Mapping[str, Any]) -> Training:
         gpu_uuids=[str(torch.cuda.get_device_properties(index).uuid) for index in range(torch.cuda.device_count())]
         if on_gpu else None,
     )
-    return Training(
-        parts["task"],
-        parts["technique"],
-        parts["settings"],
-        model=parts["model"],
-        seed=int(config.get("seed", 0)),
-        meter=meter,
-        device=device,
-    )
+    try:
+        return Training(
+            parts["task"],
+            parts["technique"],
+            parts["settings"],
+            model=parts["model"],
+            seed=int(config.get("seed", 0)),
+            meter=meter,
+            device=device,
+        )
+    except BaseException:
+        meter.close()  # a polling counter's thread would outlive the trial that failed to build
+        raise
 
 
 def _assemble(config: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -315,17 +319,16 @@ def run_trial(config: dict) -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     node_id = ray.get_runtime_context().get_node_id()  # which node ran it, on a cluster
     training = build_training(config)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            training.load(Path(directory) / CHECKPOINT_FILE)
-        if training.step >= training.total_steps:  # restored from its final checkpoint
-            tune.report(training.last_metrics)
-            training.meter.close()
-            return
-    score = dict(config.get("score") or {})
-    checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
-    try:
+    try:  # from here on the meter is closed however the trial ends, a failed load included
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                training.load(Path(directory) / CHECKPOINT_FILE)
+            if training.step >= training.total_steps:  # restored from its final checkpoint
+                tune.report(training.last_metrics)
+                return
+        score = dict(config.get("score") or {})
+        checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
         for metrics in training.evaluations():
             metrics["score"] = green_score(metrics["quality"], training.task.mode, metrics["energy_j"], **score)
             metrics["node_id"] = node_id
