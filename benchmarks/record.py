@@ -28,7 +28,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
-    """The machine in words: CPU model and cores, and the GPU when torch sees one."""
+    """The machine in words: CPU model and cores, how busy it was, and the GPU when torch sees one."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -38,6 +38,8 @@ def machine() -> str:
     except OSError:
         pass
     words = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    if hasattr(os, "getloadavg"):  # other jobs on the machine skew timings: say how busy it was
+        words += f", load average {os.getloadavg()[0]:.1f} at the end"
     torch = sys.modules.get("torch")  # only if the benchmark imported it: never import torch for this
     if torch is not None and torch.cuda.is_available():
         words += f", GPU {torch.cuda.get_device_name(0)}"
