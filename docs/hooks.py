@@ -27,6 +27,7 @@ MARKER = re.compile(r"<!--\s*greentune:(parameters|benchmarks)\s+([^>]*?)\s*-->"
 MAX_CELL = 300
 
 API_TREE = ROOT / "build" / "docs-api"
+SUBPACKAGE_FOLDERS = ("analysis", "search", "techniques", "trainables")  # pyproject.toml's package-dir; a test checks
 
 _shown: dict[str, set[str]] = {"parameters": set(), "benchmarks": set()}
 
@@ -42,7 +43,7 @@ def on_config(config):
     shutil.rmtree(API_TREE, ignore_errors=True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "greentune", API_TREE / "greentune", ignore=skip)
-    for folder in ("analysis", "search", "techniques", "trainables"):  # pyproject.toml's [tool.setuptools.package-dir]
+    for folder in SUBPACKAGE_FOLDERS:
         shutil.copytree(ROOT / folder, API_TREE / "greentune" / folder, ignore=skip)
     return config
 

@@ -61,6 +61,13 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
     assert "Results" in (site / "reference" / "greentune" / "index.html").read_text()
 
 
+def test_the_api_reference_reads_every_folder_the_package_installs():
+    tomllib = pytest.importorskip("tomllib")
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    assert sorted(folders) == ["greentune", *(f"greentune.{folder}" for folder in sorted(docs_hooks().SUBPACKAGE_FOLDERS))]
+    assert all(folder == package.removeprefix("greentune.") for package, folder in folders.items())
+
+
 def test_the_readme_is_a_landing_page():
     size = len(README.read_bytes())
     assert size <= MAX_README_BYTES, f"README.md is {size} bytes; move detail into docs/"
