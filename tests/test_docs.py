@@ -73,6 +73,12 @@ def test_the_readme_is_a_landing_page():
     assert size <= MAX_README_BYTES, f"README.md is {size} bytes; move detail into docs/"
 
 
+def test_the_readme_links_into_pages_that_exist():
+    links = re.findall(r"\]\((docs/[^)#]+)", README.read_text())
+    assert len(links) >= 10
+    assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_no_table_cell_is_over_300_characters(path):
     long = [cell for cell in table_cells(path.read_text()) if len(cell) > MAX_CELL]
