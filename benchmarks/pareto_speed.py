@@ -96,7 +96,7 @@ def main() -> None:
     record(
         "pareto_speed",
         [
-            ("naive / analysis, time per row", f"{naive_seconds / args.naive_rows / (large_seconds / args.rows):.0f}x"),
+            ("naive / analysis, time per row", f"{naive_seconds / args.naive_rows / (large_seconds / args.rows):.0f}×"),
             (f"analysis (moocore), {args.rows} rows", f"{large_seconds:.3g} s"),
             (f"naive all-pairs, {args.naive_rows} rows", f"{naive_seconds:.3g} s"),
         ],

@@ -65,14 +65,15 @@ def record(
     *,
     what: str,
     notes: Iterable[str] = (),
-    directory: Path = RESULTS,
+    directory: Path | None = None,
 ) -> Path:
     """Write the figures as ``directory/NAME.json`` and return its path.
 
     ``figures`` are (label, value) pairs, in the order the page shows them;
     ``what`` says in one sentence what was measured; ``notes`` are sentences
     the page prints under the figures. ``command`` defaults to how this
-    process was started, relative to the repository.
+    process was started, relative to the repository; ``directory`` to
+    ``benchmarks/results``.
     """
     if command is None:
         script = Path(sys.argv[0]).resolve()
@@ -89,6 +90,7 @@ def record(
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "transcribed": False,
     }
+    directory = RESULTS if directory is None else directory
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     path.write_text(json.dumps(entry, indent=2, ensure_ascii=False) + "\n")

@@ -114,6 +114,16 @@ def test_a_recorded_benchmark_reaches_the_docs_page(tmp_path, monkeypatch):
     assert "| ratio | 1.5× |" in page and "python benchmarks/speed.py" in page and "how fast" in page
 
 
+def test_a_benchmark_records_its_figures_when_it_runs(tmp_path, monkeypatch):
+    with benchmark_module("record") as record, benchmark_module("pareto_speed") as pareto_speed:
+        monkeypatch.setattr(record, "RESULTS", tmp_path)
+        monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "pareto_speed.py"), "--rows", "2000", "--naive-rows", "200", "--repeats", "1"])
+        pareto_speed.main()
+    entry = json.loads((tmp_path / "pareto_speed.json").read_text())
+    assert entry["command"] == "python benchmarks/pareto_speed.py --rows 2000 --naive-rows 200 --repeats 1"
+    assert entry["figures"][0]["label"] == "naive / analysis, time per row" and entry["figures"][0]["value"].endswith("×")
+
+
 def test_every_benchmark_result_file_is_complete():
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         entry = json.loads(path.read_text())
