@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from greentune import techniques
 from greentune.techniques.surgery import width_groups, widths
 from greentune.trainables.models import create_model
+from record import record
 
 
 def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
@@ -117,10 +118,19 @@ def main() -> None:
     print(f"VGG-11, batch {args.batch} of {args.size}x{args.size}, {args.threads} thread(s), "
           f"{args.rounds} interleaved rounds of {args.steps} steps, medians")
     print(f"{'variant':<30} {'nonzero w':>10} {'step ms':>9} {'time / big':>11} {'FLOPs / big':>12}")
+    figures = []
     for variant in variants:
         step = statistics.median(variant.times)
         flops = variant.flops(inputs, targets)
         print(f"{variant.label:<30} {variant.weights():>10} {1e3 * step:>9.1f} {step / big_time:>11.3f} {flops / big_flops:>12.3f}")
+        if variant is not big:
+            figures.append((f"{variant.label}: step time / FLOPs vs baseline big", f"{step / big_time:.2f}× / {flops / big_flops:.2f}×"))
+    record(
+        "resize_speed",
+        figures,
+        what=f"VGG-11 training step (batch {args.batch} of {args.size}×{args.size}, {args.threads} thread(s)) vs baseline big, "
+        f"medians of {args.rounds} interleaved rounds of {args.steps} steps.",
+    )
 
 
 if __name__ == "__main__":

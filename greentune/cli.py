@@ -13,12 +13,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from . import api
 from .errors import INTERRUPTED, USAGE_ERROR, SearchFileWarning, UsageError
 
 if TYPE_CHECKING:  # the search layer imports torch; `analyze` and `presets` do without it
+    import pandas as pd  # and `run` prints its first line before pandas, torch or Ray is imported
+
     from greentune.search.config import SearchConfig
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +35,7 @@ def command_run(args: argparse.Namespace) -> int:
     flags = {"num_trials": args.num_trials, "seed": args.seed, "energy_budget_j": args.energy_budget}
     overrides = {field: value for field, value in flags.items() if value is not None}
     search = Path(args.config) if args.config else (args.preset or "default")
+    print(f"greentune: starting {str(search)!r} (loading PyTorch and Ray)", flush=True)
     results = api.run(search, results=args.results, address=args.address, storage=args.storage, **overrides)
     _summarise(results)
     return 0

@@ -138,3 +138,19 @@ def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path,
 
 def test_a_non_positive_energy_budget_is_a_usage_error(capsys):
     assert_one_line_usage_error(in_process(capsys, "run", "--energy-budget", "-5"), "--energy-budget must be a positive number")
+
+
+def test_run_prints_its_first_line_before_importing_torch_ray_or_pandas():
+    probe = (
+        "import sys\n"
+        "from greentune import api, cli\n"
+        "heavy = lambda: sorted(m for m in ('torch', 'ray', 'pandas') if m in sys.modules)\n"
+        "def run(*args, **kwargs):\n"
+        "    print('loaded before the first line:', heavy()); raise SystemExit(0)\n"
+        "api.run = run\n"
+        "cli.main(['run', '--preset', 'default'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "greentune: starting 'default' (loading PyTorch and Ray)", result.stdout + result.stderr
+    assert lines[1] == "loaded before the first line: []"
