@@ -109,6 +109,15 @@ class SearchConfig:
         plain = [approach.name for approach in self.approaches if approach.techniques == ["baseline"]]
         return choose_baseline([approach.name for approach in self.approaches], plain)
 
+    def earlier_trials(self) -> list:
+        """The finished and stopped trials of the ``warm_start_from`` searches that lie in this one's space."""
+        from greentune import analysis
+
+        from .warm_start import earlier_trials
+
+        return [trial for directory in self.settings.warm_start_from
+                for trial in earlier_trials(analysis.load(directory), self, str(directory))]
+
     def first_points(self) -> list[dict[str, Any]]:
         """``evaluate_first`` as Optuna parameters (see ``first_points``), the reference first where it is not listed.
 
@@ -192,6 +201,7 @@ def parse_search(raw: Any) -> SearchConfig:
         problems += _unreported(objectives, settings.constraints, task, approaches)
         if settings.scheduler is None:
             settings = dataclasses.replace(settings, scheduler=_library_scheduler(settings, task, approaches))
+        problems += _warm_start_problems(SearchConfig(approaches, objectives, settings))
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
@@ -199,6 +209,23 @@ def parse_search(raw: Any) -> SearchConfig:
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
+
+
+def _warm_start_problems(search: SearchConfig) -> list[str]:
+    """Each ``warm_start_from`` directory that holds no search, or one whose trials do not count here."""
+    from .warm_start import mismatch
+
+    problems = []
+    for directory in search.settings.warm_start_from:
+        record = Path(directory) / "search.yaml"
+        if not record.is_file():
+            problems.append(f"warm_start_from: {directory} holds no greentune search (no search.yaml)")
+            continue
+        differs = mismatch(yaml.safe_load(record.read_text()) or {}, search)
+        if differs:
+            problems.append(f"warm_start_from: {directory} cannot warm-start this search: {differs}; warm-start only "
+                            "from searches of the same task, objectives, machine and greentune version")
+    return problems
 
 
 def _library_scheduler(settings: Settings, task, approaches: list[Approach]) -> Scheduler:

@@ -178,6 +178,9 @@ class Settings:
     energy: Energy = field(default_factory=Energy)
     checkpoint_every: int | str = "auto"
     summary: Summary | None = None
+    warm_start_from: tuple[str, ...] = _rule(
+        (), lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value),
+        "a list of earlier searches' results directories")
 
     def to_file(self) -> dict[str, Any]:
         """The settings as a search file's fields (nested groups as mappings, budgets at the top level)."""
@@ -236,7 +239,7 @@ def read_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings:
     for key, value in raw.items():
         if key in plain and key not in GROUPS and key != "budgets":
             values[key] = _checked(plain[key], key, value, problems)
-    for key in ("techniques", "evaluate_first", "constraints", "objectives"):
+    for key in ("techniques", "evaluate_first", "constraints", "objectives", "warm_start_from"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return Settings(**{key: value for key, value in values.items() if value is not dataclasses.MISSING})
