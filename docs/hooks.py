@@ -19,6 +19,8 @@ import logging
 import re
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
+
 log = logging.getLogger("mkdocs.hooks.greentune")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,7 @@ SUBPACKAGE_FOLDERS = ("analysis", "search", "techniques", "trainables")  # pypro
 _shown: dict[str, set[str]] = {"parameters": set(), "benchmarks": set()}
 
 
+@event_priority(100)  # before mkdocstrings' own on_config, which drops a path that does not exist yet
 def on_config(config):
     """Copy the package as it installs for mkdocstrings: ``greentune/`` with ``analysis/`` and the rest inside it.
 
