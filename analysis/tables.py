@@ -49,16 +49,30 @@ def front_columns(front: pd.DataFrame, objectives: Mapping[str, str]) -> list[st
     return list(dict.fromkeys(column for column in columns if column in front.columns))
 
 
-def find_baseline(frame: pd.DataFrame, by: str = "approach") -> str:
-    """``baseline-big`` if present, else the one approach named like it, else the only plain-baseline approach."""
-    names = list(dict.fromkeys(frame[by].dropna().astype(str))) if by in frame.columns else []
+def choose_baseline(names: list[str], plain: list[str]) -> str | None:
+    """``baseline-big`` if among ``names``, else the one approach named like it, else the only plain-baseline one.
+
+    The search evaluates this approach first and the analysis compares against it, by the same rule.
+
+    >>> choose_baseline(["dense", "sparse"], plain=["dense"])
+    'dense'
+    """
     if "baseline-big" in names:
         return "baseline-big"
     named_like = [name for name in names if "baseline" in name and "big" in name]
-    plain = frame.loc[frame["techniques"].eq("baseline"), by].dropna().astype(str).unique() if "techniques" in frame.columns else []
     for candidates in (named_like, list(plain)):
         if len(candidates) == 1:
             return candidates[0]
+    return None
+
+
+def find_baseline(frame: pd.DataFrame, by: str = "approach") -> str:
+    """The baseline of a results table, by ``choose_baseline``'s rule."""
+    names = list(dict.fromkeys(frame[by].dropna().astype(str))) if by in frame.columns else []
+    plain = frame.loc[frame["techniques"].eq("baseline"), by].dropna().astype(str).unique() if "techniques" in frame.columns else []
+    found = choose_baseline(names, list(plain))
+    if found is not None:
+        return found
     raise ValueError(f"no baseline approach found; name one (--baseline NAME); approaches: {', '.join(names) or 'none'}")
 
 

@@ -67,6 +67,10 @@ def run(
     budget = config.settings.budgets.energy_budget_j
     limit = f" (or until {budget:.4g} J are spent)" if budget else ""
     print(f"greentune: {config.settings.budgets.num_trials} trials of {name!r}{limit}; results in {directory.resolve()}", flush=True)
+    if config.settings.warm_start_from:
+        from greentune.search.warm_start import describe
+
+        print(f"greentune: {describe(config.earlier_trials())}", flush=True)
     try:
         trials = run_search(config, directory, address=address, storage=storage)
     except ValueError as error:  # a cluster that cannot be reached, a grid without lists

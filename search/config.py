@@ -38,12 +38,13 @@ from typing import Any, Mapping
 import yaml
 
 from greentune.analysis.constraints import Constraint
+from greentune.analysis.tables import choose_baseline
 from greentune.techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
 from greentune.techniques.space import Param
 from greentune.trainables.tasks import create_task
 from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config, reported_metrics
 
-from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Settings, read_settings
+from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Scheduler, Settings, read_settings
 
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
 
@@ -100,9 +101,33 @@ class SearchConfig:
     def constraints(self) -> list[Constraint]:
         return [Constraint.parse(text) for text in self.settings.constraints]
 
+    @property
+    def reference(self) -> str | None:
+        """The approach others are compared with: ``summary.reference``, else the analysis's baseline rule."""
+        if self.settings.summary and self.settings.summary.reference:
+            return self.settings.summary.reference
+        plain = [approach.name for approach in self.approaches if approach.techniques == ["baseline"]]
+        return choose_baseline([approach.name for approach in self.approaches], plain)
+
+    def earlier_trials(self) -> list:
+        """The finished and stopped trials of the ``warm_start_from`` searches that lie in this one's space."""
+        from greentune import analysis
+
+        from .warm_start import earlier_trials
+
+        return [trial for directory in self.settings.warm_start_from
+                for trial in earlier_trials(analysis.load(directory), self, str(directory))]
+
     def first_points(self) -> list[dict[str, Any]]:
-        """``evaluate_first`` as Optuna parameters (see ``first_points``)."""
-        return first_points(list(self.settings.evaluate_first), self.approaches)
+        """``evaluate_first`` as Optuna parameters (see ``first_points``), the reference first where it is not listed.
+
+        Warm-start points train to the end whatever the scheduler says, so
+        every search has a finished reference to compare with.
+        """
+        points = first_points(list(self.settings.evaluate_first), self.approaches)
+        if self.reference and all(point["approach"] != self.reference for point in points):
+            points.insert(0, {"approach": self.reference})
+        return points
 
 
 def load_search(path: Path) -> SearchConfig:
@@ -174,6 +199,9 @@ def parse_search(raw: Any) -> SearchConfig:
         task = create_task(settings.task, **dict(settings.task_options))
         objectives = _objectives(settings.objectives, task.mode, problems)
         problems += _unreported(objectives, settings.constraints, task, approaches)
+        if settings.scheduler is None:
+            settings = dataclasses.replace(settings, scheduler=_library_scheduler(settings, task, approaches))
+        problems += _warm_start_problems(SearchConfig(approaches, objectives, settings))
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
@@ -181,6 +209,39 @@ def parse_search(raw: Any) -> SearchConfig:
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return SearchConfig(approaches=approaches, objectives=objectives, settings=settings, source=raw)
+
+
+def _warm_start_problems(search: SearchConfig) -> list[str]:
+    """Each ``warm_start_from`` directory that holds no search, or one whose trials do not count here."""
+    from .warm_start import mismatch
+
+    problems = []
+    for directory in search.settings.warm_start_from:
+        record = Path(directory) / "search.yaml"
+        if not record.is_file():
+            problems.append(f"warm_start_from: {directory} holds no greentune search (no search.yaml)")
+            continue
+        differs = mismatch(yaml.safe_load(record.read_text()) or {}, search)
+        if differs:
+            problems.append(f"warm_start_from: {directory} cannot warm-start this search: {differs}; warm-start only "
+                            "from searches of the same task, objectives, machine and greentune version")
+    return problems
+
+
+def _library_scheduler(settings: Settings, task, approaches: list[Approach]) -> Scheduler:
+    """What a file that names no scheduler gets: MO-ASHA, which the benchmark measured best, where it can
+    place its rungs; FIFO for a grid, whose every point runs to the end, and for trials counted in epochs,
+    whose number of evaluations is not known before the data is (set scheduler.max_t for MO-ASHA there)."""
+    if settings.searcher.name == "grid":
+        return Scheduler(name="fifo")
+    for approach in approaches:
+        try:
+            train = task.defaults.override({**settings.train, **approach.train})
+        except ValueError:
+            continue  # said with the approach's trial
+        if train.epochs is not None:
+            return Scheduler(name="fifo")
+    return Scheduler()
 
 
 def _trial_problems(settings: Settings, approaches: list[Approach], said: set) -> list[str]:
@@ -214,9 +275,9 @@ def _check_settings(settings: Settings, problems: list[str]) -> None:
     from .schedulers import SCHEDULERS  # here, not at the top: the searchers build on this module
     from .searchers import SEARCHERS
 
-    for registry, name in ((SEARCHERS, settings.searcher.name), (SCHEDULERS, settings.scheduler.name)):
-        if name not in registry:
-            problems.append(str(registry.unknown(name)))
+    for registry, group in ((SEARCHERS, settings.searcher), (SCHEDULERS, settings.scheduler)):
+        if group is not None and group.name not in registry:
+            problems.append(str(registry.unknown(group.name)))
     try:
         CheckpointPolicy(settings.checkpoint_every)
     except ValueError as error:

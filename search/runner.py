@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,6 +33,7 @@ from .config import SearchConfig, parse_search
 from .costs import trial_energy
 from .schedulers import make_scheduler
 from .settings import Resources
+from .warm_start import greentune_version, machine
 
 def run_search(
     search: SearchConfig, results_dir: Path, *, address: str | None = None, storage: str | None = None
@@ -311,7 +311,7 @@ def auto_gpu(gpu: float | str, cluster: Mapping[str, float], possible: Mapping[s
     return 1 if max(cluster.get("GPU", 0), possible.get("GPU", 0)) >= 1 else 0
 
 
-RECORD_FIELDS = ("quality_metric", "greentune_version", "git_commit", "started", "storage")
+RECORD_FIELDS = ("quality_metric", "machine", "greentune_version", "git_commit", "started", "storage")
 
 
 def _write_search_record(search: SearchConfig, results_dir: Path, storage: str | None) -> None:
@@ -322,7 +322,8 @@ def _write_search_record(search: SearchConfig, results_dir: Path, storage: str |
         "approaches": search.source.get("approaches") or {},
         "objectives": dict(search.objectives),
         "quality_metric": {"name": task.quality, "mode": task.mode},
-        "greentune_version": _version(),
+        "machine": machine(),
+        "greentune_version": greentune_version(),
         "git_commit": _git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "storage": storage,
@@ -340,13 +341,6 @@ def _record(results_dir: Path) -> dict:
 def read_search_record(results_dir: Path) -> SearchConfig:
     record = _record(results_dir)
     return parse_search({key: value for key, value in record.items() if key not in RECORD_FIELDS})
-
-
-def _version() -> str:
-    try:
-        return version("greentune")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _git_commit() -> str | None:

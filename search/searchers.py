@@ -57,13 +57,15 @@ class GreenOptunaSearch(OptunaSearch):
     their trials and a scheduler lets them train to the end.
     """
 
-    def __init__(self, *args, constraints: list[Constraint] = (), warm_start: list[dict] = (), **kwargs):
-        self.warm_start = list(warm_start)  # before super().__init__, which sets the study up
+    def __init__(self, *args, constraints: list[Constraint] = (), warm_start: list[dict] = (), earlier: list = (), **kwargs):
+        self.warm_start, self.earlier = list(warm_start), list(earlier)  # before super().__init__, which sets the study up
         super().__init__(*args, **kwargs)
         self.constraints = list(constraints)
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
+        for trial in self.earlier:  # earlier searches' trials, as evaluated (search.warm_start)
+            self._ot_study.add_trial(trial)
         for point in self.warm_start:
             self._ot_study.enqueue_trial(point, user_attrs={WARM_START: True})
 
@@ -254,6 +256,7 @@ def make_searcher(search: SearchConfig) -> Searcher:
         sampler=sampler,
         points_to_evaluate=list(draws.points),
         warm_start=search.first_points() if draws.warm_start else [],
+        earlier=search.earlier_trials(),
         constraints=search.constraints,
     )
     if settings.repeats > 1:

@@ -69,7 +69,7 @@ class Searcher:
     parameter and keeps the one predicted cheapest.
     """
 
-    name: str = "nsga2"
+    name: str = "tpe"
     population_size: int = _rule(16, _positive_int, "a positive integer")
     startup_trials: int = _rule(10, _positive_int, "a positive integer")
     cheapest_of: int = _rule(1, _positive_int, "a positive integer")
@@ -83,7 +83,7 @@ class Scheduler:
     training settings when left out.
     """
 
-    name: str = "fifo"
+    name: str = "moasha"
     grace_period: int = _rule(1, _positive_int, "a positive integer")
     reduction_factor: float = _rule(3, lambda value: is_number(value) and value > 1, "a number > 1")
     max_t: int | None = _rule(None, _optional(_positive_int), "a positive integer (or left out)")
@@ -139,6 +139,9 @@ class Budgets:
     energy_budget_j: float | None = _rule(None, _optional(_positive_number), "a positive number (or left out)")
 
 
+# What a search file that names no searcher gets: the configuration benchmarks/search_efficiency.py
+# measured best across its spaces (multi-objective TPE, each parameter the cheapest predicted of 3 draws).
+LIBRARY_SEARCHER = Searcher(name="tpe", cheapest_of=3)
 GROUPS: dict[str, type] = {  # a search file's nested fields
     "searcher": Searcher, "scheduler": Scheduler, "resources": Resources, "energy": Energy, "score": Score,
     "summary": Summary,
@@ -162,8 +165,8 @@ class Settings:
     objectives: Any = ("quality", "energy_j")
     constraints: tuple[str, ...] = ()
     score: Score = field(default_factory=Score)
-    searcher: Searcher = field(default_factory=Searcher)
-    scheduler: Scheduler = field(default_factory=Scheduler)
+    searcher: Searcher = field(default_factory=lambda: LIBRARY_SEARCHER)
+    scheduler: Scheduler | None = None  # None: the library's choice, made once the task is known (see config)
     budgets: Budgets = field(default_factory=Budgets)
     repeats: int = _rule(1, _positive_int, "a positive integer")
     retries: int = _rule(1, lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -175,6 +178,9 @@ class Settings:
     energy: Energy = field(default_factory=Energy)
     checkpoint_every: int | str = "auto"
     summary: Summary | None = None
+    warm_start_from: tuple[str, ...] = _rule(
+        (), lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value),
+        "a list of earlier searches' results directories")
 
     def to_file(self) -> dict[str, Any]:
         """The settings as a search file's fields (nested groups as mappings, budgets at the top level)."""
@@ -233,7 +239,7 @@ def read_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings:
     for key, value in raw.items():
         if key in plain and key not in GROUPS and key != "budgets":
             values[key] = _checked(plain[key], key, value, problems)
-    for key in ("techniques", "evaluate_first", "constraints", "objectives"):
+    for key in ("techniques", "evaluate_first", "constraints", "objectives", "warm_start_from"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return Settings(**{key: value for key, value in values.items() if value is not dataclasses.MISSING})

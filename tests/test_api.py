@@ -17,6 +17,7 @@ SEARCH = {
     },
     "evaluate_first": ["baseline-big"],
     "searcher": "random",
+    "scheduler": "fifo",  # every trial to the end: what the API returns is tested, not the scheduling
     "num_trials": 20,  # overridden below: the override, not the dict, decides
     "max_concurrent": 1,
 }

@@ -79,6 +79,7 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, mon
         "evaluate_first": ["baseline-small", "baseline-big"],
         "num_trials": 4,
         "searcher": {"name": "nsga2", "population_size": 2},
+        "scheduler": "fifo",  # every trial to the end: the results it writes are tested, not the scheduling
         "summary": {"columns": ["quality", "energy_j"], "reference": "baseline-big"},
     }
     config = tmp_path / "small.yaml"

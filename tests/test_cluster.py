@@ -89,6 +89,7 @@ def test_a_search_spreads_over_two_nodes_and_survives_losing_one(tmp_path, no_lo
                            "small": {"model": "small", "techniques": ["random_pruning"]}},
             "num_trials": 6,
             "searcher": {"name": "nsga2", "population_size": 2},
+            "scheduler": "fifo",  # every trial to the end, so each one can be checked after the node is lost
             "retries": 3,
             "max_concurrent": 2,
         }

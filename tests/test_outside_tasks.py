@@ -82,6 +82,7 @@ def test_a_task_named_by_import_path_runs_a_three_trial_search(user_module, tmp_
                 "selection": {"techniques": ["data_selection"], "params": {"data_selection": {"on_skip": "last"}}},
             },
             "searcher": "random",
+            "scheduler": "fifo",
             "num_trials": 3,
         },
         results=tmp_path / "results",

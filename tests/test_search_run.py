@@ -98,6 +98,7 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
         "approaches": {"big": {"model": "big"}, "selection": {"techniques": ["data_selection"]}},
         "num_trials": 10,
         "searcher": {"name": "nsga2", "population_size": 4},
+        "scheduler": "fifo",  # trials long enough to be killed mid-search; MO-ASHA would end them early
         "max_concurrent": 1,
     }
     config, results = tmp_path / "search.yaml", tmp_path / "results"

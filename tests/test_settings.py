@@ -93,4 +93,50 @@ def test_the_command_prints_the_warning_as_one_line(tmp_path, capsys):
 
 
 def test_the_defaults_are_the_dataclasses_defaults():
-    assert parse_search(SEARCH).settings == Settings()
+    assert parse_search(SEARCH).settings == dataclasses.replace(Settings(), scheduler=Scheduler())
+
+
+def test_a_file_that_names_no_searcher_gets_the_measured_default():
+    settings = parse_search(SEARCH).settings
+    assert settings.searcher == Searcher(name="tpe", cheapest_of=3) and settings.scheduler == Scheduler(name="moasha")
+    assert parse_search({**SEARCH, "searcher": "tpe"}).settings.searcher.cheapest_of == 1  # what a file says, it gets
+
+
+def test_a_grid_and_trials_counted_in_epochs_run_to_the_end_by_default():
+    grid = {"approaches": {"big": {"model": "big"}}, "searcher": "grid"}
+    assert parse_search(grid).settings.scheduler == Scheduler(name="fifo")
+    epochs = {**SEARCH, "train": {"epochs": 2, "eval_every": 5}}
+    assert parse_search(epochs).settings.scheduler == Scheduler(name="fifo")
+    assert parse_search({**epochs, "scheduler": {"max_t": 4}}).settings.scheduler == Scheduler(name="moasha", max_t=4)
+
+
+def test_the_reference_baseline_is_evaluated_first_and_never_stopped():
+    from greentune.search.schedulers import make_scheduler
+    from greentune.search.searchers import make_searcher
+
+    search = parse_search({**SEARCH, "approaches": {**SEARCH["approaches"], "small": {"model": "small"}},
+                           "summary": {"columns": ["quality"], "reference": "small"}})
+    assert search.reference == "small" and search.first_points()[0] == {"approach": "small"}
+    searcher = make_searcher(search)
+    first = searcher.suggest("t1")
+    assert first["approach"] == "small" and first["warm_start"]
+    scheduler = make_scheduler(search.settings.scheduler, search.objectives, max_t=9)
+
+    def trial(name, config):
+        return type("Trial", (), {"trial_id": name, "config": config})()
+
+    def result(step, value):
+        return {"quality": value, "energy_j": value, "training_iteration": step, "trained_fraction": step / 9}
+
+    decisions = {"reference": [], "other": []}
+    for step in range(1, 9):  # both reported worst at every rung, after two better trials
+        for name in ("good-1", "good-2"):
+            scheduler.on_trial_result(None, trial(name, {}), result(step, 1.0))
+        decisions["reference"].append(scheduler.on_trial_result(None, trial("t1", first), result(step, 1e9)))
+        decisions["other"].append(scheduler.on_trial_result(None, trial("t2", {"approach": "big"}), result(step, 1e9)))
+    assert set(decisions["reference"]) == {"CONTINUE"} and "STOP" in decisions["other"]
+
+
+def test_without_a_summary_the_reference_is_the_analysis_baseline():
+    assert parse_search(SEARCH).reference == "big"  # the one plain-baseline approach
+    assert parse_search({**SEARCH, "evaluate_first": ["big"]}).first_points() == [{"approach": "big"}]
