@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .config import SearchConfig
 
 logger = logging.getLogger(__name__)
+DUPLICATE_ATTR = "duplicate_of"  # the user attribute of a draw told the earlier trial's outcome, untrained
+SEEDS_ATTR = "seeds"  # the user attribute naming the seeds an Optuna trial's values come from
 DUPLICATE_DRAWS = 100  # draws in a row that repeat tried configurations before the space counts as exhausted
 
 
@@ -85,6 +87,7 @@ class GreenOptunaSearch(OptunaSearch):
             if not earlier:
                 return config
             del self._ot_trials[trial_id]
+            ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)  # not trained: what optuna-dashboard shows
             if COST_ATTR in earlier.user_attrs:
                 ot_trial.set_user_attr(COST_ATTR, earlier.user_attrs[COST_ATTR])
             if earlier.state == optuna.trial.TrialState.COMPLETE:
@@ -111,6 +114,9 @@ class GreenOptunaSearch(OptunaSearch):
         result = result or {}
         if not error and result:
             ot_trial.set_user_attr(COST_ATTR, projected_energy(result))  # what CostAwareSampler predicts from
+        seeds = result.get(SEEDS_ATTR) or [(result.get("config") or {}).get("seed")]
+        if seeds != [None]:  # which seeds the study's values come from (the mean over them, with repeats)
+            ot_trial.set_user_attr(SEEDS_ATTR, seeds)
         if not error and result and not result.get("complete", False) and not result.get("diverged"):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -161,6 +167,7 @@ class SeedRepeater(Searcher):
             return
         mean = {name: _finite_mean([r.get(name, np.nan) for r in finished]) for name in self.metric}
         mean["complete"] = all(r.get("complete", False) for r in finished)
+        mean[SEEDS_ATTR] = [(r.get("config") or {}).get("seed") for r in finished]
         for name in finished[0]:
             mean.setdefault(name, finished[0][name])
         self.searcher.on_trial_complete(group, mean, error=False)
@@ -240,8 +247,11 @@ def _grid(search: SearchConfig) -> Draws:
     return Draws(optuna.samplers.RandomSampler(seed=search.settings.seed), tuple(grid_points(search)), warm_start=False)
 
 
-def make_searcher(search: SearchConfig) -> Searcher:
-    """The Ray Tune searcher of ``search``'s settings: its Optuna draws, cost-aware and repeated over seeds as asked."""
+def make_searcher(search: SearchConfig, storage: optuna.storages.BaseStorage | None = None) -> Searcher:
+    """The Ray Tune searcher of ``search``'s settings: its Optuna draws, cost-aware and repeated over seeds as asked.
+
+    ``storage`` keeps the Optuna study (a journal file optuna-dashboard opens); None keeps it in memory.
+    """
     settings = search.settings
     draws = SEARCHERS.create(settings.searcher.name, search)
     sampler = draws.sampler
@@ -255,6 +265,7 @@ def make_searcher(search: SearchConfig) -> Searcher:
         points_to_evaluate=list(draws.points),
         warm_start=search.first_points() if draws.warm_start else [],
         constraints=search.constraints,
+        storage=storage,
     )
     if settings.repeats > 1:
         return SeedRepeater(searcher, settings.repeats, search.objectives)
