@@ -63,6 +63,7 @@ class GreenOptunaSearch(OptunaSearch):
         self.warm_start = list(warm_start)  # before super().__init__, which sets the study up
         super().__init__(*args, **kwargs)
         self.constraints = list(constraints)
+        self._seeds: dict[str, Any] = {}  # trial -> the seed of the config suggested
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
@@ -85,6 +86,8 @@ class GreenOptunaSearch(OptunaSearch):
             ot_trial = self._ot_trials.get(trial_id)
             earlier = ot_trial and self._tried_with(ot_trial)
             if not earlier:
+                if config:
+                    self._seeds[trial_id] = config.get("seed")
                 return config
             del self._ot_trials[trial_id]
             ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)  # not trained: what optuna-dashboard shows
@@ -114,7 +117,7 @@ class GreenOptunaSearch(OptunaSearch):
         result = result or {}
         if not error and result:
             ot_trial.set_user_attr(COST_ATTR, projected_energy(result))  # what CostAwareSampler predicts from
-        seeds = result.get(SEEDS_ATTR) or [(result.get("config") or {}).get("seed")]
+        seeds = result.get(SEEDS_ATTR) or [getattr(self, "_seeds", {}).pop(trial_id, None)]
         if seeds != [None]:  # which seeds the study's values come from (the mean over them, with repeats)
             ot_trial.set_user_attr(SEEDS_ATTR, seeds)
         if not error and result and not result.get("complete", False) and not result.get("diverged"):
@@ -134,7 +137,9 @@ class SeedRepeater(Searcher):
         self.searcher, self.repeats = searcher, repeats
         self._pending: list[tuple[str, dict]] = []  # (group, config) still to hand out
         self._group_of: dict[str, str] = {}
+        self._seed_of: dict[str, int] = {}
         self._results: dict[str, list[dict | None]] = {}
+        self._seeds: dict[str, list[int]] = {}  # group -> the seeds of its finished repeats
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -152,6 +157,7 @@ class SeedRepeater(Searcher):
                 self._pending.append((trial_id, repeat))
         group, config = self._pending.pop(0)
         self._group_of[trial_id] = group
+        self._seed_of[trial_id] = config["seed"]
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -159,6 +165,9 @@ class SeedRepeater(Searcher):
         if group is None:
             return
         self._results[group].append(None if error else result)
+        seed = self._seed_of.pop(trial_id, None)
+        if not error and result:
+            self._seeds.setdefault(group, []).append(seed)
         if len(self._results[group]) < self.repeats:
             return
         finished = [r for r in self._results.pop(group) if r]
@@ -167,13 +176,13 @@ class SeedRepeater(Searcher):
             return
         mean = {name: _finite_mean([r.get(name, np.nan) for r in finished]) for name in self.metric}
         mean["complete"] = all(r.get("complete", False) for r in finished)
-        mean[SEEDS_ATTR] = [(r.get("config") or {}).get("seed") for r in finished]
+        mean[SEEDS_ATTR] = sorted(self._seeds.pop(group, []))
         for name in finished[0]:
             mean.setdefault(name, finished[0][name])
         self.searcher.on_trial_complete(group, mean, error=False)
 
     def get_state(self) -> dict:
-        return {key: getattr(self, key) for key in ("_pending", "_group_of", "_results")}
+        return {key: getattr(self, key) for key in ("_pending", "_group_of", "_seed_of", "_results", "_seeds")}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)

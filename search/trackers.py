@@ -21,6 +21,7 @@ Each tracker's package is an extra (``pip install 'greentune[mlflow]'``);
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -86,6 +87,9 @@ def _mlflow(results_dir: Path):
             for key, value in _text(result).items():
                 client.set_tag(self._trial_runs[trial], key, value)
 
+    # MLflow 3 keeps its file store in maintenance and refuses it unless told: a local store beside the
+    # results is what this logger is for (point MLFLOW_TRACKING_URI-style servers at it with mlflow's own tools).
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLflow(tracking_uri=(results_dir / "mlruns").resolve().as_uri(), experiment_name=results_dir.name)
 
 
