@@ -70,6 +70,21 @@ class GreenOptunaSearch(OptunaSearch):
         for point in self.warm_start:
             self._ot_study.enqueue_trial(point, user_attrs={WARM_START: True})
 
+    def restore(self, checkpoint_path: str) -> None:
+        """The searcher as checkpointed; a study kept in a journal (``optuna_storage``) has run on since.
+
+        Trials the journal shows running that the checkpointed searcher never
+        handed out were started by the driver that died: nothing will tell
+        their outcome, so they are marked failed, as Optuna marks stale trials.
+        """
+        super().restore(checkpoint_path)
+        if self._storage is None:
+            return
+        known = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        for stale in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if stale.number not in known:
+                self._ot_study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+
     def suggest(self, trial_id: str) -> dict | None:
         """A configuration not tried before in this study.
 
@@ -113,6 +128,11 @@ class GreenOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
+            return
+        if self._ot_study.get_trials(deepcopy=False)[ot_trial.number].state.is_finished():
+            # A study kept in a journal outlives the searcher's checkpoint: a trial that finished after the
+            # last checkpoint, before the driver died, is told again on resume; the journal has its outcome.
+            self._completed_trials.add(trial_id)
             return
         result = result or {}
         if not error and result:

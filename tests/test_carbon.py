@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -11,7 +10,7 @@ from greentune.search.config import parse_search
 from greentune.search.runner import CarbonBudget, read_search_record, run_search
 from greentune.trainables.trial import trial_intensity, with_carbon
 
-from helpers import assert_one_line_usage_error, in_process
+from helpers import assert_one_line_usage_error, in_process, run_budgeted_search
 
 
 def test_every_row_of_the_table_cites_its_source_and_year():
@@ -81,26 +80,13 @@ def test_a_default_search_reports_co2_and_its_source_for_every_trial(tmp_path, l
 
 @pytest.mark.slow
 def test_a_carbon_budget_stops_the_search_and_says_what_it_reached(tmp_path, capsys, monkeypatch, local_ray):
-    search = {
-        "task": "teacher_student",
-        "train": {"steps": 200, "eval_every": 50},
-        "approaches": {"pruned-big": {"techniques": ["random_pruning"], "model": "big"}},
-        "num_trials": 30,
-        "searcher": "random",
-        "max_concurrent": 1,
+    fields = {
         "carbon": {"intensity_g_per_kwh": 3.6e6},  # a gram per joule, so the budget is reached in a few trials
         "carbon_budget_g": 3,
         "objectives": ["quality", "co2_g"],
     }
-    config = tmp_path / "budget.yaml"
-    config.write_text(yaml.safe_dump(search))
-    out = tmp_path / "results"
-    monkeypatch.chdir(tmp_path)
-    result = in_process(capsys, "run", "--config", config, "--results", out)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result, results = run_budgeted_search(tmp_path, capsys, monkeypatch, fields)
     assert "(or until 3 g CO2 are emitted)" in result.stdout
-    results = pd.read_parquet(out / "results.parquet")
-    assert 0 < len(results) < 30, "the carbon budget, not the number of trials, ended the search"
     emitted = results["co2_g"].sum()
     assert emitted >= 3 and (results["carbon_source"] == "given in the search file").all()
     line = next(line for line in result.stdout.splitlines() if line.startswith("carbon budget:"))
