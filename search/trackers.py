@@ -97,7 +97,9 @@ def _mlflow(results_dir: Path):
 def _wandb(results_dir: Path):
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    return WandbLoggerCallback(project=results_dir.name, dir=str(results_dir))
+    # Ray's callback logs from an actor that gets WANDB_API_KEY but not WANDB_MODE: the mode is passed to wandb.init.
+    mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
+    return WandbLoggerCallback(project=results_dir.name, dir=str(results_dir.resolve()), **mode)
 
 
 @TRACKERS.register("csv")

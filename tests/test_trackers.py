@@ -93,3 +93,15 @@ def test_trackers_and_the_journal_get_every_evaluation_with_its_energy(tmp_path,
     groups = results.groupby("repeat_group")["status"].agg(lambda status: (status == "finished").all())
     states = sorted(trial.state.name for trial in trained)
     assert states == sorted("COMPLETE" if done else "PRUNED" for done in groups), "a stopped trial shows as pruned"
+
+
+@pytest.mark.slow
+def test_weights_and_biases_logs_offline_where_installed(tmp_path, monkeypatch, local_ray):
+    pytest.importorskip("wandb", reason="the wandb logger needs wandb: pip install 'greentune[wandb]'")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no account, no network: the runs stay on disk
+    search = parse_search({"train": {"steps": 50, "eval_every": 50}, "approaches": APPROACHES, "num_trials": 2,
+                           "searcher": "random", "loggers": ["wandb"]})
+    out = tmp_path / "results"
+    results = run_search(search, out)
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == len(results) == 2
