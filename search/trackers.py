@@ -47,9 +47,18 @@ def make_trackers(names: tuple[str, ...] | list[str], results_dir: Path) -> list
     return [TRACKERS.create(name, Path(results_dir)) for name in names]
 
 
-def _text(result: Mapping[str, Any]) -> dict[str, str]:
-    """The text metrics of a result (where its numbers came from), which Ray's loggers leave out."""
-    return {key: value for key, value in result.items() if key.endswith("_source") and isinstance(value, str)}
+class _Sources:
+    """The text metrics of each trial's results (where its numbers came from), which Ray's loggers leave out."""
+
+    def __init__(self):
+        self._said: dict[tuple[Any, str], str] = {}
+
+    def changed(self, trial, result: Mapping[str, Any]) -> dict[str, str]:
+        """The ``*_source`` values of ``result`` that differ from what ``trial`` last said."""
+        new = {key: value for key, value in result.items() if key.endswith("_source") and isinstance(value, str)
+               and self._said.get((trial, key)) != value}
+        self._said.update({(trial, key): value for key, value in new.items()})
+        return new
 
 
 @TRACKERS.register("tensorboard")
@@ -59,15 +68,17 @@ def _tensorboard(results_dir: Path):
     class Tensorboard(TBXLoggerCallback):
         """Ray's TensorBoard logger, plus the text metrics as TensorBoard text, when they change."""
 
+        def __init__(self):
+            super().__init__()
+            self.sources = _Sources()
+
         def log_trial_result(self, iteration: int, trial, result: dict):
             super().log_trial_result(iteration, trial, result)
-            said = getattr(self, "_said", None) or {}
-            self._said = said
-            for key, value in _text(result).items():
-                if said.get((trial, key)) != value:
-                    said[(trial, key)] = value
-                    self._trial_writer[trial].add_text(f"ray/tune/{key}", value, global_step=result.get("training_iteration"))
-            self._trial_writer[trial].flush()
+            changed = self.sources.changed(trial, result)
+            for key, value in changed.items():
+                self._trial_writer[trial].add_text(f"ray/tune/{key}", value, global_step=result.get("training_iteration"))
+            if changed:
+                self._trial_writer[trial].flush()
 
     return Tensorboard()
 
@@ -77,15 +88,18 @@ def _mlflow(results_dir: Path):
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     class MLflow(MLflowLoggerCallback):
-        """Ray's MLflow logger, plus the text metrics as run tags."""
+        """Ray's MLflow logger, plus the text metrics as run tags, when they change."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.sources = _Sources()
 
         def log_trial_result(self, iteration: int, trial, result: dict):
             super().log_trial_result(iteration, trial, result)
             import mlflow
 
-            client = mlflow.MlflowClient(self.tracking_uri)
-            for key, value in _text(result).items():
-                client.set_tag(self._trial_runs[trial], key, value)
+            for key, value in self.sources.changed(trial, result).items():
+                mlflow.MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], key, value)
 
     # MLflow 3 keeps its file store in maintenance and refuses it unless told: a local store beside the
     # results is what this logger is for (point MLFLOW_TRACKING_URI-style servers at it with mlflow's own tools).
