@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from greentune import carbon
+import greentune
+from greentune import analysis, carbon
 from greentune.search.config import parse_search
 from greentune.search.runner import CarbonBudget, read_search_record, run_search
 from greentune.trainables.trial import trial_intensity, with_carbon
@@ -69,13 +70,19 @@ def test_the_carbon_budget_counts_each_trials_latest_emissions():
 @pytest.mark.slow
 def test_a_default_search_reports_co2_and_its_source_for_every_trial(tmp_path, local_ray):
     search = parse_search({"train": {"steps": 100, "eval_every": 50}, "approaches": {"big": {"model": "big"},
-                           "selection": {"techniques": ["data_selection"]}}, "num_trials": 4})
+                           "selection": {"techniques": ["data_selection"]}}, "evaluate_first": ["big"],
+                           "num_trials": 4})
     results = run_search(search, tmp_path / "results")
     assert len(results) == 4 and results["co2_g"].gt(0).all()
     assert results["carbon_source"].str.startswith("default (WORLD: Ember").all()
     spent = results["energy_j"] + results["eval_energy_j"]
     assert results["co2_g"].to_numpy() == pytest.approx((spent / 3.6e6 * 480).to_numpy())
     assert read_search_record(tmp_path / "results").settings.carbon == search.settings.carbon
+
+    shown = greentune.analyze(tmp_path / "results", baseline="big")  # the tables and the report show it
+    assert {"co2_g", "carbon_source"} <= set(shown.front.columns) and "co2_g" in shown.table.columns
+    assert "CO2 (g)" in analysis.format_text(shown)
+    assert "emissions:" in (tmp_path / "results" / "analysis" / "report.html").read_text()
 
 
 @pytest.mark.slow
