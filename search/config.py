@@ -44,8 +44,8 @@ from greentune.techniques.space import Param
 from greentune.trainables.tasks import create_task
 from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config, reported_metrics
 
-from .trackers import missing_packages
 from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Settings, read_settings
+from .trackers import missing_packages
 
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
 
