@@ -33,7 +33,7 @@ from greentune.layout import HISTORY_FILE, RESULTS_FILES, SEARCH_RECORD, TUNE_DI
 IDENTITY = ["trial_id", "approach", "techniques", "model", "seed", "repeat_group", "status", "error"]
 COSTS = [
     "energy_j", "energy_source", "cpu_energy_j", "cpu_energy_source", "time_s", "flops", "params", "params_total",
-    "kept_steps", "eval_energy_j", "eval_time_s",
+    "kept_steps", "eval_energy_j", "eval_time_s", "co2_g", "carbon_source",
 ]
 # Ray Tune's bookkeeping, not results; ``timestamp`` stays: it orders trials in time.
 RAY_COLUMNS = {

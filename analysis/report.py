@@ -105,6 +105,10 @@ def _summary(analysis: Analysis) -> str:
     ]
     if "energy_source" in analysis.considered.columns:
         items.append("energy source: " + ", ".join(map(str, analysis.considered["energy_source"].dropna().unique())))
+    if "co2_g" in analysis.considered.columns:
+        sources = ", ".join(map(str, analysis.considered.get("carbon_source", pd.Series(dtype=str)).dropna().unique()))
+        items.append(f"emissions: {analysis.considered['co2_g'].sum():.4g} g CO2 over the trials considered "
+                     f"(energy × grid intensity only; intensity: {sources or 'unknown'})")
     if analysis.reference:
         reference = ", ".join(f"{column}={value:.4g}" for column, value in analysis.reference.items())
         items.append(f"hypervolume {analysis.hypervolume:.6g} against reference point {reference}")

@@ -176,6 +176,8 @@ def display_table(table: pd.DataFrame, quality: str = "quality") -> pd.DataFrame
         columns += [("Training energy (J)", measured("energy_j")), ("Energy gain", relative("energy_gain_pct"))]
     if "flops" in table.columns:
         columns += [("FLOPs", lambda row: f"{row['flops']:.3g}"), ("FLOPs gain", relative("flops_gain_pct"))]
+    if "co2_g" in table.columns:
+        columns += [("CO2 (g)", measured("co2_g")), ("CO2 gain", relative("co2_g_gain_pct"))]
     if "energy_source" in table.columns:
         columns.append(("Energy source", lambda row: str(row["energy_source"])))
     return pd.DataFrame([{name: cell(row) for name, cell in columns} for _, row in table.iterrows()], columns=[name for name, _ in columns])

@@ -21,7 +21,7 @@ from .pareto import fronts_by, knee_point, pareto_mask, rankable
 from .repeats import aggregate_repeats
 
 ROW_CHOICES = ("knee", "front", "all")
-COSTS = ("time_s", "energy_j", "flops")
+COSTS = ("time_s", "energy_j", "co2_g", "flops")
 
 
 def technique_parameters(frame: pd.DataFrame) -> list[str]:
@@ -45,7 +45,7 @@ def technique_parameters(frame: pd.DataFrame) -> list[str]:
 
 def front_columns(front: pd.DataFrame, objectives: Mapping[str, str]) -> list[str]:
     """What to show of front rows: the approach, its parameters, the objectives and the costs."""
-    columns = ["approach", *technique_parameters(front), *objectives, "energy_source", "time_s", "flops", "flops_sparse", "params"]
+    columns = ["approach", *technique_parameters(front), *objectives, "energy_source", "co2_g", "carbon_source", "time_s", "flops", "flops_sparse", "params"]
     return list(dict.fromkeys(column for column in columns if column in front.columns))
 
 
@@ -167,8 +167,9 @@ def _compare(chosen: pd.DataFrame, reference: pd.Series, mode: str, quality: str
             if cost != "flops":
                 table[f"{cost}_std"] = chosen.get(f"{cost}_std")
             table[f"{cost.removesuffix('_s').removesuffix('_j')}_gain_pct"] = 100 * (reference[cost] - chosen[cost]) / reference[cost]
-    if "energy_source" in chosen.columns:
-        table["energy_source"] = chosen["energy_source"]
+    for source in ("energy_source", "carbon_source"):
+        if source in chosen.columns:
+            table[source] = chosen[source]
     table["baseline"] = chosen.index == reference.name
     return table.reset_index(drop=True)
 

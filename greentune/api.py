@@ -55,7 +55,8 @@ def run(
     ``search`` is a search file's contents as a dict, the path of a YAML
     search file, or a preset's name (``greentune presets``). ``overrides``
     replace the search's top-level fields (``num_trials``, ``seed``,
-    ``energy_budget_j``, ...) and are checked as the file's own are.
+    ``energy_budget_j``, ``carbon_budget_g``, ``loggers``, ``optuna_storage``, ...) and are
+    checked as the file's own are.
     ``results`` is the results directory (default
     ``greentune-results/NAME-TIME``); ``address`` a running Ray cluster;
     ``storage`` a shared path or cloud URI the experiment also goes to.
@@ -64,8 +65,10 @@ def run(
 
     name, config = load(search, **overrides)
     directory = Path(results) if results is not None else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    budget = config.settings.budgets.energy_budget_j
-    limit = f" (or until {budget:.4g} J are spent)" if budget else ""
+    budgets = config.settings.budgets
+    limits = [f"{budgets.energy_budget_j:.4g} J are spent"] if budgets.energy_budget_j else []
+    limits += [f"{budgets.carbon_budget_g:.4g} g CO2 are emitted"] if budgets.carbon_budget_g else []
+    limit = f" (or until {' or '.join(limits)})" if limits else ""
     print(f"greentune: {config.settings.budgets.num_trials} trials of {name!r}{limit}; results in {directory.resolve()}", flush=True)
     if config.settings.warm_start_from:
         from greentune.search.warm_start import describe

@@ -65,9 +65,16 @@ def _summarise(run: api.Results) -> None:
         order = [approach.name for approach in search.approaches]
         print(format_approach_means(results, list(summary.columns), summary.reference, order))
     print(f"\ntrials: {counts}; energy spent by the search: {spent:.4g} J ({sources}), stopped trials included")
+    if "co2_g" in results:
+        carbon = ", ".join(sorted(results["carbon_source"].dropna().unique())) if "carbon_source" in results else "unknown"
+        print(f"emissions: {results['co2_g'].sum():.4g} g CO2, energy × grid intensity only ({carbon})")
     budget = search.settings.budgets.energy_budget_j
     if budget:
         print(f"energy budget: {spent / budget:.0%} of {budget:.4g} J spent; {budget_outcome(results, search)}")
+    carbon_budget = search.settings.budgets.carbon_budget_g
+    if carbon_budget:
+        emitted = results["co2_g"].sum() if "co2_g" in results else 0.0
+        print(f"carbon budget: {emitted / carbon_budget:.0%} of {carbon_budget:.4g} g CO2 emitted; {budget_outcome(results, search)}")
     print(f"results: {run.directory / 'results.parquet'} (and results.csv, history.parquet)")
 
 

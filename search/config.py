@@ -37,6 +37,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from greentune import carbon
 from greentune.analysis.constraints import Constraint
 from greentune.analysis.tables import choose_baseline
 from greentune.techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
@@ -45,6 +46,7 @@ from greentune.trainables.tasks import create_task
 from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config, reported_metrics
 
 from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Scheduler, Settings, read_settings
+from .trackers import missing_packages
 
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
 
@@ -94,8 +96,14 @@ class SearchConfig:
     def trial_base(self) -> dict[str, Any]:
         """The fields every trial config shares, as plain values."""
         base = {key: getattr(self.settings, key) for key in SHARED_TRIAL_FIELDS}
-        base.update(energy=self.settings.energy.trial_config(), score=dataclasses.asdict(self.settings.score))
+        base.update(energy=self.settings.energy.trial_config(), score=dataclasses.asdict(self.settings.score),
+                    carbon=self.carbon_intensity().as_config())
         return {key: dict(value) if isinstance(value, Mapping) else value for key, value in base.items()}
+
+    def carbon_intensity(self) -> carbon.Intensity:
+        """The grid intensity each trial's ``co2_g`` is worked out with, and its ``carbon_source``."""
+        given = self.settings.carbon
+        return carbon.intensity(given.region, given.intensity_g_per_kwh)
 
     @property
     def constraints(self) -> list[Constraint]:
@@ -287,6 +295,13 @@ def _check_settings(settings: Settings, problems: list[str]) -> None:
             Constraint.parse(text)
         except ValueError as error:
             problems.append(str(error))
+    problems += missing_packages(settings.loggers)
+    if settings.carbon.region is not None and settings.carbon.intensity_g_per_kwh is not None:
+        problems.append("carbon takes a region or an intensity_g_per_kwh, not both")
+    try:
+        carbon.intensity(settings.carbon.region)
+    except ValueError as error:
+        problems.append(str(error))
 
 
 def _generated_approaches(settings: Settings, problems: list[str]) -> dict[str, dict]:

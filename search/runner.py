@@ -6,6 +6,9 @@ A results directory holds:
 - ``results.parquet`` and ``results.csv``: one row per trial, its
   ``config/...`` columns, its final metrics and a ``status``;
 - ``history.parquet``: one row per trial per evaluation;
+- ``optuna.journal``: with ``optuna_storage: journal``, the Optuna study, which
+  optuna-dashboard opens (``optuna-dashboard DIR/optuna.journal``);
+- ``mlruns/``: with ``loggers: [mlflow]``, MLflow's local file store;
 - ``search.yaml``: the search as given, plus the objectives with modes,
   the task's metric behind ``quality`` and its mode (what plots name their
   axis after), the greentune version and the code's git commit.
@@ -33,7 +36,11 @@ from .config import SearchConfig, parse_search
 from .costs import trial_energy
 from .schedulers import make_scheduler
 from .settings import Resources
+from .trackers import make_trackers
 from .warm_start import greentune_version, machine
+
+JOURNAL_FILE = "optuna.journal"
+
 
 def run_search(
     search: SearchConfig, results_dir: Path, *, address: str | None = None, storage: str | None = None
@@ -57,7 +64,7 @@ def run_search(
     tuner = tune.Tuner(
         tune.with_resources(_trainable(), resources),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(search),
+            search_alg=make_searcher(search, optuna_storage(search, results_dir)),
             scheduler=make_scheduler(search.settings.scheduler, search.objectives, evaluations_per_trial(search)),
             num_samples=search.settings.budgets.num_trials * search.settings.repeats,
             max_concurrent_trials=_concurrency(search, resources),
@@ -241,16 +248,33 @@ def _concurrency(search: SearchConfig, resources: Mapping[str, float]) -> int:
     return max(1, int(min(limits)))
 
 
+def optuna_storage(search: SearchConfig, results_dir: Path):
+    """The Optuna storage of ``optuna_storage: journal``: a journal file in the results directory; else None (in memory).
+
+    Ray pickles the study with the searcher, and the storage with it, so a
+    resumed search appends to the same file.
+    """
+    if search.settings.optuna_storage != "journal":
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(Path(results_dir).resolve() / JOURNAL_FILE)))
+
+
 def _run_config(search: SearchConfig, results_dir: Path, storage: str | None):
     from ray import tune
+    from ray.tune.stopper import CombinedStopper
 
-    budget = search.settings.budgets.energy_budget_j
+    budgets = search.settings.budgets
+    stoppers = [stopper(limit) for stopper, limit in ((EnergyBudget, budgets.energy_budget_j),
+                                                       (CarbonBudget, budgets.carbon_budget_g)) if limit]
     return tune.RunConfig(
         name=results_dir.name if storage else TUNE_DIR,
         storage_path=storage or str(results_dir),
         verbose=0,
-        callbacks=[TrialLines(search.objectives)],
-        stop=EnergyBudget(budget) if budget else None,
+        callbacks=[TrialLines(search.objectives), *make_trackers(search.settings.loggers, results_dir)],
+        stop=stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers) if stoppers else None,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=search.settings.retries),
     )
@@ -272,18 +296,30 @@ def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
 
 
 class EnergyBudget(Stopper):
-    """Stops the whole search once its trials, stopped ones included, have spent ``joules``."""
+    """Stops the whole search once its trials, stopped ones included, have spent ``limit`` joules."""
 
-    def __init__(self, joules: float):
-        self.joules = joules
+    def __init__(self, limit: float):
+        self.limit = limit
         self.spent: dict[str, float] = {}
 
+    @staticmethod
+    def measure(result: Mapping[str, Any]) -> float:
+        return trial_energy(result)
+
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.spent[trial_id] = trial_energy(result)
+        self.spent[trial_id] = self.measure(result)
         return False
 
     def stop_all(self) -> bool:
-        return sum(self.spent.values()) >= self.joules
+        return sum(self.spent.values()) >= self.limit
+
+
+class CarbonBudget(EnergyBudget):
+    """Stops the whole search once its trials, stopped ones included, have emitted ``limit`` grams of CO2."""
+
+    @staticmethod
+    def measure(result: Mapping[str, Any]) -> float:
+        return float(result.get("co2_g", 0.0) or 0.0)
 
 
 def trial_resources(

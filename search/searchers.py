@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .config import SearchConfig
 
 logger = logging.getLogger(__name__)
+DUPLICATE_ATTR = "duplicate_of"  # the user attribute of a draw told the earlier trial's outcome, untrained
+SEEDS_ATTR = "seeds"  # the user attribute naming the seeds an Optuna trial's values come from
 DUPLICATE_DRAWS = 100  # draws in a row that repeat tried configurations before the space counts as exhausted
 
 
@@ -61,6 +63,7 @@ class GreenOptunaSearch(OptunaSearch):
         self.warm_start, self.earlier = list(warm_start), list(earlier)  # before super().__init__, which sets the study up
         super().__init__(*args, **kwargs)
         self.constraints = list(constraints)
+        self._seeds: dict[str, Any] = {}  # trial -> the seed of the config suggested
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
@@ -68,6 +71,21 @@ class GreenOptunaSearch(OptunaSearch):
             self._ot_study.add_trial(trial)
         for point in self.warm_start:
             self._ot_study.enqueue_trial(point, user_attrs={WARM_START: True})
+
+    def restore(self, checkpoint_path: str) -> None:
+        """The searcher as checkpointed; a study kept in a journal (``optuna_storage``) has run on since.
+
+        Trials the journal shows running that the checkpointed searcher never
+        handed out were started by the driver that died: nothing will tell
+        their outcome, so they are marked failed, as Optuna marks stale trials.
+        """
+        super().restore(checkpoint_path)
+        if self._storage is None:
+            return
+        known = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        for stale in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if stale.number not in known:
+                self._ot_study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
 
     def suggest(self, trial_id: str) -> dict | None:
         """A configuration not tried before in this study.
@@ -85,8 +103,11 @@ class GreenOptunaSearch(OptunaSearch):
             ot_trial = self._ot_trials.get(trial_id)
             earlier = ot_trial and self._tried_with(ot_trial)
             if not earlier:
+                if config:
+                    self._seeds[trial_id] = config.get("seed")
                 return config
             del self._ot_trials[trial_id]
+            ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)  # not trained: what optuna-dashboard shows
             if COST_ATTR in earlier.user_attrs:
                 ot_trial.set_user_attr(COST_ATTR, earlier.user_attrs[COST_ATTR])
             if earlier.state == optuna.trial.TrialState.COMPLETE:
@@ -110,9 +131,17 @@ class GreenOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return
+        if self._ot_study.get_trials(deepcopy=False)[ot_trial.number].state.is_finished():
+            # A study kept in a journal outlives the searcher's checkpoint: a trial that finished after the
+            # last checkpoint, before the driver died, is told again on resume; the journal has its outcome.
+            self._completed_trials.add(trial_id)
+            return
         result = result or {}
         if not error and result:
             ot_trial.set_user_attr(COST_ATTR, projected_energy(result))  # what CostAwareSampler predicts from
+        seeds = result.get(SEEDS_ATTR) or [getattr(self, "_seeds", {}).pop(trial_id, None)]
+        if seeds != [None]:  # which seeds the study's values come from (the mean over them, with repeats)
+            ot_trial.set_user_attr(SEEDS_ATTR, seeds)
         if not error and result and not result.get("complete", False) and not result.get("diverged"):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -130,7 +159,9 @@ class SeedRepeater(Searcher):
         self.searcher, self.repeats = searcher, repeats
         self._pending: list[tuple[str, dict]] = []  # (group, config) still to hand out
         self._group_of: dict[str, str] = {}
+        self._seed_of: dict[str, int] = {}
         self._results: dict[str, list[dict | None]] = {}
+        self._seeds: dict[str, list[int]] = {}  # group -> the seeds of its finished repeats
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -148,6 +179,7 @@ class SeedRepeater(Searcher):
                 self._pending.append((trial_id, repeat))
         group, config = self._pending.pop(0)
         self._group_of[trial_id] = group
+        self._seed_of[trial_id] = config["seed"]
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -155,6 +187,9 @@ class SeedRepeater(Searcher):
         if group is None:
             return
         self._results[group].append(None if error else result)
+        seed = self._seed_of.pop(trial_id, None)
+        if not error and result:
+            self._seeds.setdefault(group, []).append(seed)
         if len(self._results[group]) < self.repeats:
             return
         finished = [r for r in self._results.pop(group) if r]
@@ -163,12 +198,13 @@ class SeedRepeater(Searcher):
             return
         mean = {name: _finite_mean([r.get(name, np.nan) for r in finished]) for name in self.metric}
         mean["complete"] = all(r.get("complete", False) for r in finished)
+        mean[SEEDS_ATTR] = sorted(self._seeds.pop(group, []))
         for name in finished[0]:
             mean.setdefault(name, finished[0][name])
         self.searcher.on_trial_complete(group, mean, error=False)
 
     def get_state(self) -> dict:
-        return {key: getattr(self, key) for key in ("_pending", "_group_of", "_results")}
+        return {key: getattr(self, key) for key in ("_pending", "_group_of", "_seed_of", "_results", "_seeds")}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -242,8 +278,11 @@ def _grid(search: SearchConfig) -> Draws:
     return Draws(optuna.samplers.RandomSampler(seed=search.settings.seed), tuple(grid_points(search)), warm_start=False)
 
 
-def make_searcher(search: SearchConfig) -> Searcher:
-    """The Ray Tune searcher of ``search``'s settings: its Optuna draws, cost-aware and repeated over seeds as asked."""
+def make_searcher(search: SearchConfig, storage: optuna.storages.BaseStorage | None = None) -> Searcher:
+    """The Ray Tune searcher of ``search``'s settings: its Optuna draws, cost-aware and repeated over seeds as asked.
+
+    ``storage`` keeps the Optuna study (a journal file optuna-dashboard opens); None keeps it in memory.
+    """
     settings = search.settings
     draws = SEARCHERS.create(settings.searcher.name, search)
     sampler = draws.sampler
@@ -258,6 +297,7 @@ def make_searcher(search: SearchConfig) -> Searcher:
         warm_start=search.first_points() if draws.warm_start else [],
         earlier=search.earlier_trials(),
         constraints=search.constraints,
+        storage=storage,
     )
     if settings.repeats > 1:
         return SeedRepeater(searcher, settings.repeats, search.objectives)

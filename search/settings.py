@@ -9,7 +9,10 @@ for the searcher and the scheduler, a bare name)::
     resources: {cpu: 1, gpu: auto}
     energy: {watts_per_core: 10}
     summary: {columns: [quality, energy_j], reference: baseline}
-    num_trials: 40                  # with time_budget_s and energy_budget_j: the budgets
+    carbon: {region: FR}            # or {intensity_g_per_kwh: 56}; co2_g = energy x intensity
+    loggers: [tensorboard, mlflow]  # Ray Tune's trackers each evaluation goes to
+    optuna_storage: journal         # the Optuna study in a journal file, for optuna-dashboard
+    num_trials: 40                  # with time_budget_s, energy_budget_j and carbon_budget_g: the budgets
     score: {weight: 0.1, reference_j: 1.0}
 
 ``read_settings`` collects every problem (an unknown field, a value that
@@ -131,12 +134,30 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class Carbon:
+    """The grid's carbon intensity that turns each trial's energy into ``co2_g`` (``greentune.carbon``).
+
+    ``region`` looks it up in greentune's table; ``intensity_g_per_kwh``
+    gives it; with neither, the table's default stands, labelled "default".
+    """
+
+    region: str | None = _rule(None, _optional(lambda value: isinstance(value, str)), "a region code such as FR")
+    intensity_g_per_kwh: float | None = _rule(None, _optional(lambda value: is_number(value) and value >= 0),
+                                              "a number >= 0 of grams of CO2 per kWh")
+
+
+@dataclass(frozen=True)
 class Budgets:
-    """When the search ends: after ``num_trials``, or ``time_budget_s`` seconds, or ``energy_budget_j`` joules spent."""
+    """When the search ends: after ``num_trials``, or ``time_budget_s`` seconds, or ``energy_budget_j`` joules
+    or ``carbon_budget_g`` grams of CO2 spent."""
 
     num_trials: int = _rule(20, _positive_int, "a positive integer")
     time_budget_s: float | None = _rule(None, _optional(_positive_number), "a positive number (or left out)")
     energy_budget_j: float | None = _rule(None, _optional(_positive_number), "a positive number (or left out)")
+    carbon_budget_g: float | None = _rule(None, _optional(_positive_number), "a positive number (or left out)")
+
+
+LOGGERS = ("tensorboard", "mlflow", "wandb", "csv")  # greentune.search.trackers.TRACKERS
 
 
 # What a search file that names no searcher gets: the configuration benchmarks/search_efficiency.py
@@ -144,7 +165,7 @@ class Budgets:
 LIBRARY_SEARCHER = Searcher(name="tpe", cheapest_of=3)
 GROUPS: dict[str, type] = {  # a search file's nested fields
     "searcher": Searcher, "scheduler": Scheduler, "resources": Resources, "energy": Energy, "score": Score,
-    "summary": Summary,
+    "summary": Summary, "carbon": Carbon,
 }
 NAMED_GROUPS = ("searcher", "scheduler")  # may be given as a bare name
 BUDGET_FIELDS = tuple(item.name for item in dataclasses.fields(Budgets))  # at a search file's top level
@@ -178,6 +199,11 @@ class Settings:
     energy: Energy = field(default_factory=Energy)
     checkpoint_every: int | str = "auto"
     summary: Summary | None = None
+    carbon: Carbon = field(default_factory=Carbon)
+    loggers: tuple[str, ...] = _rule(
+        (), lambda value: isinstance(value, (list, tuple)) and all(name in LOGGERS for name in value),
+        f"a list of trackers among {', '.join(LOGGERS)}")
+    optuna_storage: str | None = _rule(None, _optional(_one_of("journal")), "journal (or left out: in memory)")
     warm_start_from: tuple[str, ...] = _rule(
         (), lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) and item for item in value),
         "a list of earlier searches' results directories")
@@ -213,7 +239,7 @@ SHAPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 EXAMPLES = {
     "searcher": "{name: tpe, startup_trials: 10}", "scheduler": "{name: moasha, grace_period: 1}",
     "resources": "{cpu: 1, gpu: auto}", "energy": "{watts_per_core: 10}", "score": "{weight: 0.1, reference_j: 1.0}",
-    "summary": "{columns: [quality, energy_j], reference: baseline}",
+    "summary": "{columns: [quality, energy_j], reference: baseline}", "carbon": "{region: FR} or {intensity_g_per_kwh: 56}",
 }
 
 
@@ -239,7 +265,7 @@ def read_settings(raw: Mapping[str, Any], problems: list[str]) -> Settings:
     for key, value in raw.items():
         if key in plain and key not in GROUPS and key != "budgets":
             values[key] = _checked(plain[key], key, value, problems)
-    for key in ("techniques", "evaluate_first", "constraints", "objectives", "warm_start_from"):
+    for key in ("techniques", "evaluate_first", "constraints", "objectives", "warm_start_from", "loggers"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return Settings(**{key: value for key, value in values.items() if value is not dataclasses.MISSING})

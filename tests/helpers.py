@@ -103,3 +103,32 @@ class NvmlProcess:
 
     def __init__(self, pid):
         self.pid = pid
+
+
+def run_budgeted_search(tmp_path, capsys, monkeypatch, fields: dict, *flags):
+    """``greentune run`` of a search of 30 trials that a budget (in ``fields`` or ``flags``) must end early.
+
+    Returns the command's outcome and the results table it left on disk.
+    """
+    import pandas as pd
+    import yaml
+
+    search = {
+        "task": "teacher_student",
+        "train": {"steps": 200, "eval_every": 50},
+        # A searched parameter, so that no two trials train the same configuration.
+        "approaches": {"pruned-big": {"techniques": ["random_pruning"], "model": "big"}},
+        "num_trials": 30,
+        "searcher": "random",
+        "max_concurrent": 1,  # one trial at a time: those before the one the budget stops have finished
+        **fields,
+    }
+    config = tmp_path / "budget.yaml"
+    config.write_text(yaml.safe_dump(search))
+    out = tmp_path / "results"
+    monkeypatch.chdir(tmp_path)
+    result = in_process(capsys, "run", "--config", config, "--results", out, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_parquet(out / "results.parquet")  # what ran stays on disk
+    assert 0 < len(results) < 30, "the budget, not the number of trials, ended the search"
+    return result, results

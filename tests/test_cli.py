@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import assert_one_line_usage_error, in_process
+from helpers import assert_one_line_usage_error, in_process, run_budgeted_search
 
 
 def greentune(*args, cwd=None):
@@ -113,24 +113,8 @@ def test_a_real_search_through_ray_tune_writes_its_results(tmp_path, capsys, mon
 
 @pytest.mark.slow
 def test_an_energy_budget_stops_the_search_and_reports_what_it_reached(tmp_path, capsys, monkeypatch, local_ray):
-    search = {
-        "task": "teacher_student",
-        "train": {"steps": 200, "eval_every": 50},
-        # A searched parameter, so that no two trials train the same configuration.
-        "approaches": {"pruned-big": {"techniques": ["random_pruning"], "model": "big"}},
-        "num_trials": 30,
-        "searcher": "random",
-        "max_concurrent": 1,  # one trial at a time: those before the one the budget stops have finished
-    }
-    config = tmp_path / "budget.yaml"
-    config.write_text(yaml.safe_dump(search))
-    out = tmp_path / "results"
-    monkeypatch.chdir(tmp_path)
-    result = in_process(capsys, "run", "--config", config, "--results", out, "--energy-budget", 3)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result, results = run_budgeted_search(tmp_path, capsys, monkeypatch, {}, "--energy-budget", 3)
     assert "(or until 3 J are spent)" in result.stdout
-    results = pd.read_parquet(out / "results.parquet")  # what ran stays on disk
-    assert 0 < len(results) < 30, "the budget, not the number of trials, ended the search"
     spent = (results["energy_j"] + results["eval_energy_j"]).sum()
     assert spent >= 3
     line = next(line for line in result.stdout.splitlines() if line.startswith("energy budget:"))

@@ -42,6 +42,7 @@ def test_the_wheel_has_one_import_root(unpacked):
     for folder in ("techniques", "trainables", "search", "analysis", "search/presets"):
         assert (unpacked / "greentune" / folder / "__init__.py").is_file(), folder
     assert (unpacked / "greentune" / "search" / "presets" / "default.yaml").is_file()
+    assert (unpacked / "greentune" / "carbon.yaml").is_file(), "the carbon intensity table ships as package data"
 
 
 def test_every_package_folder_is_in_the_wheel(unpacked):

@@ -100,6 +100,7 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
         "searcher": {"name": "nsga2", "population_size": 4},
         "scheduler": "fifo",  # trials long enough to be killed mid-search; MO-ASHA would end them early
         "max_concurrent": 1,
+        "optuna_storage": "journal",  # the study optuna-dashboard opens survives the resume
     }
     config, results = tmp_path / "search.yaml", tmp_path / "results"
     config.write_text(yaml.safe_dump(search))
@@ -115,6 +116,9 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     driver.wait()
     before = finished_trials(results / "tune")
     assert 3 <= len(before) < 10, "the driver should die in the middle of the search"
+    # A trial's last result is on disk a moment before the searcher tells Optuna: the kill may fall between.
+    assert len(before) <= journal_states(results).count("COMPLETE") <= len(before) + 1
+    assert set(journal_states(results)) <= {"COMPLETE", "RUNNING"}
 
     assert main(["resume", str(results)]) == 0  # the killed driver's process is what is lost; the resume runs here
     table = pd.read_parquet(results / "results.parquet")
@@ -122,6 +126,23 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     kept = table.set_index("trial_id").loc[list(before)]
     for trial_id, last in before.items():
         assert kept.loc[trial_id, "energy_j"] == pytest.approx(last["energy_j"])  # not re-run
+    # The resumed search appended to the same study; the trial the killed driver had started shows as failed.
+    states = journal_states(results)
+    assert states.count("COMPLETE") == 10 and set(states) <= {"COMPLETE", "FAIL"} and states.count("FAIL") <= 1
+
+
+def journal_states(results) -> list[str]:
+    """The states of the trained trials (not the duplicate draws told an earlier outcome) of the search's Optuna journal."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from greentune.search.runner import JOURNAL_FILE
+    from greentune.search.searchers import DUPLICATE_ATTR
+
+    storage = JournalStorage(JournalFileBackend(str(results / JOURNAL_FILE)))
+    study = optuna.load_study(study_name="optuna", storage=storage)
+    return [trial.state.name for trial in study.trials if DUPLICATE_ATTR not in trial.user_attrs]
 
 
 def test_a_trial_larger_than_a_ray_started_here_is_refused_and_on_a_cluster_only_warned(monkeypatch, capsys):

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from greentune import techniques
+from greentune import carbon, techniques
 from greentune.layout import MODEL_FILE
 from greentune.techniques.registry import available
 
@@ -59,6 +59,7 @@ TRIAL_FIELDS = {
     "repeat_group": "the trial whose configuration this seed repeat shares",
     "warm_start": "an evaluate_first point: schedulers let it train to the end",
     "score": "weight and reference_j of the scalar score (see green_score)",
+    "carbon": "g_per_kwh and source of the grid intensity behind co2_g (greentune.carbon)",
 }
 
 
@@ -70,7 +71,9 @@ TRIAL_METRICS = frozenset({
     "cpu_energy_j", "cpu_energy_source", "eval_energy_short_windows", "compile_fallback",
     "energy_short_windows", "time_per_epoch_s", "flops", "flops_sparse", "inference_flops", "inference_flops_dense",
     "params", "params_total", "peak_memory_mb", "peak_memory_added_mb", "memory_source", "kept_steps",
+    "co2_g", "carbon_source",
 })
+TRAINABLE_METRICS = frozenset({"score", "node_id", "diverged", "stop_reason", "co2_g", "carbon_source"})  # run_trial's own
 
 
 def reported_metrics(task, technique_classes) -> frozenset[str] | None:
@@ -284,6 +287,23 @@ def green_score(quality: float, mode: str, energy_j: float, weight: float = 0.1,
     return signed - weight * math.log2(max(energy_j, 1e-12) / reference_j)
 
 
+def trial_intensity(config: Mapping[str, Any]) -> carbon.Intensity:
+    """The grid intensity of a trial's config (the search resolved it), or greentune's labelled default."""
+    given = config.get("carbon")
+    return carbon.Intensity(float(given["g_per_kwh"]), str(given["source"])) if given else carbon.intensity()
+
+
+def with_carbon(metrics: dict, intensity: carbon.Intensity) -> dict:
+    """``metrics`` with ``co2_g`` (all the trial spent so far, training and evaluation) and its ``carbon_source``.
+
+    >>> with_carbon({"energy_j": 3.0e6, "eval_energy_j": 0.6e6}, carbon.Intensity(50, "given"))["co2_g"]
+    50.0
+    """
+    spent = float(metrics.get("energy_j") or 0.0) + float(metrics.get("eval_energy_j") or 0.0)
+    metrics.update(co2_g=carbon.grams(spent, intensity), carbon_source=intensity.source)
+    return metrics
+
+
 def _checked_energy(energy: Mapping[str, Any]) -> Mapping[str, Any]:
     unknown = sorted(set(energy) - {"watts_per_core", "gpu_sharing"})
     if unknown:
@@ -318,6 +338,7 @@ def run_trial(config: dict) -> None:
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     node_id = ray.get_runtime_context().get_node_id()  # which node ran it, on a cluster
+    intensity = trial_intensity(config)
     training = build_training(config)
     try:  # from here on the meter is closed however the trial ends, a failed load included
         checkpoint = tune.get_checkpoint()
@@ -325,13 +346,14 @@ def run_trial(config: dict) -> None:
             with checkpoint.as_directory() as directory:
                 training.load(Path(directory) / CHECKPOINT_FILE)
             if training.step >= training.total_steps:  # restored from its final checkpoint
-                tune.report(training.last_metrics)
+                tune.report(with_carbon(dict(training.last_metrics), intensity))
                 return
         score = dict(config.get("score") or {})
         checkpoints = CheckpointPolicy(config.get("checkpoint_every", "auto"))
         for metrics in training.evaluations():
             metrics["score"] = green_score(metrics["quality"], training.task.mode, metrics["energy_j"], **score)
             metrics["node_id"] = node_id
+            with_carbon(metrics, intensity)
             if checkpoints.due(metrics["complete"]):
                 with tempfile.TemporaryDirectory() as directory:
                     training.save(Path(directory) / CHECKPOINT_FILE)
@@ -342,9 +364,9 @@ def run_trial(config: dict) -> None:
                 tune.report(metrics)
     except TrainingDiverged as error:
         # Reported, not raised: the search records why and goes on.
-        tune.report(
+        tune.report(with_carbon(
             {**training.progress(), "quality": math.nan, "score": -math.inf,
-             "complete": False, "diverged": True, "stop_reason": str(error)}
-        )
+             "complete": False, "diverged": True, "stop_reason": str(error)}, intensity,
+        ))
     finally:
         training.meter.close()
