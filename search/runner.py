@@ -13,6 +13,7 @@ A results directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -168,7 +169,8 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
         try:
             # Without an address, start a Ray of our own: "local", because
             # None would join any cluster `ray start` left on this machine.
-            ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            with _loopback_only(address is None):
+                ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         except ConnectionError as error:
             raise ValueError(
                 f"could not connect to the Ray cluster at {address}: {str(error).splitlines()[0]} "
@@ -176,6 +178,39 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
             ) from None
         return results_dir, address is None
     return results_dir, False
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's single-machine mode, as on macOS: node IP 127.0.0.1
+
+
+@contextlib.contextmanager
+def _loopback_only(local: bool):
+    """While a Ray of our own starts, make it one that listens on 127.0.0.1 only.
+
+    Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the machine's
+    routable address, and then binds its GCS, raylet and worker gRPC ports on
+    every interface, with no authentication. In its single-machine mode (the
+    constant behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``) the node's address
+    is loopback, and its servers bind only there. The mode is Ray's default on
+    macOS and Windows; here it is on only while ``ray.init`` starts the
+    processes (which keep it in their environment), so that a later
+    connection to a cluster from this process resolves its address as usual.
+    """
+    if not local:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved_env, saved_constant = os.environ.get(LOOPBACK_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = saved_env
 
 
 def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, float]:
