@@ -32,7 +32,7 @@ from greentune.layout import RESULT_FILES, TUNE_DIR, error_line, storable, table
 from greentune.trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
-from .costs import trial_energy
+from .costs import attempts_energy, trial_energy
 from .schedulers import make_scheduler
 from .settings import Resources
 
@@ -311,11 +311,16 @@ class EnergyBudget(Stopper):
 
     def __init__(self, joules: float):
         self.joules = joules
-        self.spent: dict[str, float] = {}
+        self.reports: dict[str, list[dict]] = {}  # each trial's energy reports, every attempt's (a retry restarts lower)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.spent[trial_id] = trial_energy(result)
+        keep = ("training_iteration", "energy_j", "eval_energy_j")
+        self.reports.setdefault(trial_id, []).append({key: result.get(key) for key in keep})
         return False
+
+    @property
+    def spent(self) -> dict[str, float]:
+        return {trial_id: attempts_energy(reports) for trial_id, reports in self.reports.items()}
 
     def stop_all(self) -> bool:
         return sum(self.spent.values()) >= self.joules
@@ -421,7 +426,7 @@ class TrialLines(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished.append({})
-        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{self._reason(trial)}; see {trial.local_path}", flush=True)
+        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{self._reason(trial)}; see {trial.path}", flush=True)
 
     @staticmethod
     def _reason(trial) -> str:
