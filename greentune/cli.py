@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             for line in error.lines:
                 print(f"greentune: error: {line}", file=sys.stderr)
-            return USAGE_ERROR
+            return getattr(error, "exit_code", USAGE_ERROR)
         except KeyboardInterrupt:
             print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
             return INTERRUPTED
