@@ -62,7 +62,7 @@ def attempts_energy(reports: list[Mapping[str, Any]]) -> float:
 
     >>> attempts_energy([{"training_iteration": 1, "energy_j": 1.0}, {"training_iteration": 2, "energy_j": 2.0},
     ...                  {"training_iteration": 2, "energy_j": 2.5}, {"training_iteration": 3, "energy_j": 3.5}])
-    4.0
+    4.5
     """
     spent_at: dict[Any, float] = {}  # iteration -> energy at that report, in the attempt that last made it
     total, base, last, previous = 0.0, 0.0, 0.0, None
