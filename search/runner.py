@@ -108,7 +108,9 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
         resume_unfinished=True,
         resume_errored=True,
     )
-    return search, _finish(tuner.fit(), results_dir, storage)
+    # The pickled tuner keeps the callbacks it was built with; this watch only turns a full or read-only
+    # disk met while resuming, or while writing the tables, into one line.
+    return search, ResultsWatch(results_dir).fit(tuner, lambda grid: _finish(grid, results_dir, storage))
 
 
 def check_experiment_state(results_dir: Path) -> None:
