@@ -68,6 +68,8 @@ def attempts_energy(reports: list[Mapping[str, Any]]) -> float:
     total, base, last, previous = 0.0, 0.0, 0.0, None
     for report in reports:
         iteration, energy = report.get("training_iteration"), trial_energy(report)
+        if iteration == previous and energy == last:
+            continue  # the same report again: Ray Tune passes a trial's last result on once more as it ends
         if previous is not None and iteration is not None and iteration <= previous:  # a new attempt
             total += last - base
             base = spent_at.get(iteration - 1, 0.0)  # the checkpoint it restarted from

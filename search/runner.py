@@ -464,7 +464,8 @@ class ResultsWatch(Callback, Stopper):
 
     def _line(self, path: str, cause: str) -> str:
         return (f"{path}: {cause}; the search stopped, and the trials finished before are kept in {self.results_dir} "
-                f"(free space or make it writable, then `greentune resume {self.results_dir}`)")
+                f"(`greentune analyze` reads them; free space or make it writable, then `greentune resume {self.results_dir}`, "
+                "which says so where Ray's state was lost)")
 
     def _from_error(self, error: object) -> str | None:
         for match in DISK_ERROR.finditer(str(error or "")):

@@ -80,6 +80,7 @@ RETRIED = [  # checkpointed at iteration 2 (4 J), failed after iteration 3 (6 J)
 def test_a_retried_trial_counts_each_attempt_once():
     assert attempts_energy(RETRIED) == pytest.approx(6.0 + 8.5 - 4.0)  # the 2 J the failure threw away, once
     assert attempts_energy(RETRIED[:3]) == 6.0 and attempts_energy([]) == 0.0
+    assert attempts_energy([*RETRIED[:3], RETRIED[2]]) == 6.0  # Ray Tune passes the last result on twice as a trial ends
     budget = EnergyBudget(10.0)
     for report in RETRIED[:4]:
         budget("a", report)
