@@ -37,7 +37,7 @@ from greentune.layout import SHARED_ARCHITECTURE_FILE, SHARED_WEIGHTS_FILE
 
 FORMAT = "greentune-shared-model"
 VERSION = 1
-TRUSTED_PREFIXES = ("torch.nn.", "greentune.")  # installed code whose classes the loader may instantiate
+TRUSTED_PREFIXES = ("torch.nn.", "torchvision.models.", "torchvision.ops.", "greentune.")  # installed code the loader may instantiate
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))  # what nn.Module.__init__ sets: rebuilt by calling it
 
 
@@ -115,18 +115,22 @@ def _encode(value: Any, what: str) -> Any:
         return {"dtype": str(value).removeprefix("torch.")}
     if isinstance(value, torch.device):
         return {"device": str(value)}
+    if isinstance(value, type) and issubclass(value, nn.Module):  # a layer class a model builds with (torchvision's norm_layer)
+        return {"module_class": f"{value.__module__}:{value.__qualname__}"}
     raise ValueError(f"{what} is a {type(value).__name__}, which the shared form cannot describe")
 
 
-def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _decode(value: Any, tensors: dict[str, torch.Tensor], trusted: tuple[str, ...]) -> Any:
     if not isinstance(value, dict):
         return value
     (kind, content), = value.items()
     if kind in ("list", "tuple", "set"):
-        items = [_decode(item, tensors) for item in content]
+        items = [_decode(item, tensors, trusted) for item in content]
         return {"list": list, "tuple": tuple, "set": set}[kind](items)
     if kind == "dict":
-        return {name: _decode(item, tensors) for name, item in content.items()}
+        return {name: _decode(item, tensors, trusted) for name, item in content.items()}
+    if kind == "module_class":
+        return _module_class(content, trusted)
     if kind == "dtype":
         dtype = getattr(torch, content, None)
         if not isinstance(dtype, torch.dtype):
@@ -145,7 +149,7 @@ def _module_class(name: str, trusted: tuple[str, ...]) -> type[nn.Module]:
         raise ValueError(f"the shared model names {name}, outside {', '.join(trusted)}; pass trust=[...] to allow it")
     target: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
-        target = getattr(target, part)
+        target = getattr(target, part, None)
     if not (isinstance(target, type) and issubclass(target, nn.Module)):
         raise ValueError(f"the shared model names {name}, which is not a torch.nn.Module class")
     return target
@@ -156,7 +160,7 @@ def _rebuild(node: dict[str, Any], tensors: dict[str, torch.Tensor], trusted: tu
     module = cls.__new__(cls)
     nn.Module.__init__(module)  # the bookkeeping only; the class's own constructor is not called
     for name, value in node["attributes"].items():
-        module.__dict__[name] = _decode(value, tensors)
+        module.__dict__[name] = _decode(value, tensors, trusted)
     for name, spec in node["parameters"].items():
         module._parameters[name] = None if spec is None else nn.Parameter(tensors[spec["tensor"]], spec["requires_grad"])
     for name, tensor_key in node["buffers"].items():
