@@ -75,6 +75,12 @@ def tmpfs(tmp_path):
         mounted.append(mount)
         return mount
 
+    def remount_read_only() -> None:
+        subprocess.run(["mount", "--bind", str(mount), str(mount)], check=True)
+        mounted.append(mount)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=True)
+
+    mount_with.remount_read_only = remount_read_only
     yield mount_with
     for _ in mounted:
         subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -138,7 +144,10 @@ def test_a_results_directory_turned_read_only_stops_the_search_in_one_line(tmpfs
     deadline = time.monotonic() + 300
     while not finished_on_disk(disk / "out") and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
-    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    assert process.poll() is None, "the search ended before a trial finished"
+    # The tmpfs itself cannot turn read-only while Ray holds files open for writing (EBUSY); a read-only
+    # bind mount over it can, and from then on every path under it resolves to the read-only one.
+    tmpfs.remount_read_only()
     result = finish(process)
     assert_one_error_line(result, 1, f"{disk / 'out'}", "Read-only file system")
     assert len(finished_trials(disk / "out")) >= 1  # what finished before stays readable
