@@ -63,6 +63,8 @@ def run(
     """
     from greentune.search.runner import run_search
 
+    if results is not None and not os.fspath(results).strip():  # Path("") is the current directory
+        raise UsageError(["the results directory is empty; give a folder, e.g. --results greentune-results/my-search"])
     name, config = load(search, **overrides)
     directory = Path(results) if results is not None else RESULTS_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     budgets = config.settings.budgets

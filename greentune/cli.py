@@ -49,12 +49,16 @@ def command_resume(args: argparse.Namespace) -> int:
 
 
 def _summarise(run: api.Results) -> None:
+    import pandas as pd
+
     from greentune.analysis.repeats import format_approach_means
-    from greentune.search.costs import trial_energy
+    from greentune.layout import HISTORY_FILE
+    from greentune.search.costs import search_energy
 
     results, search = run.trials, run.search
 
-    spent = sum(trial_energy(row) for row in results.to_dict("records"))
+    history_file = run.directory / HISTORY_FILE
+    spent = search_energy(results, pd.read_parquet(history_file) if history_file.exists() else None)
     sources = ", ".join(sorted(results["energy_source"].dropna().unique())) if "energy_source" in results else "none"
     counts = ", ".join(f"{count} {status}" for status, count in results["status"].value_counts().items())
     print()
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             for line in error.lines:
                 print(f"greentune: error: {line}", file=sys.stderr)
-            return USAGE_ERROR
+            return getattr(error, "exit_code", USAGE_ERROR)
         except KeyboardInterrupt:
             print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
             return INTERRUPTED

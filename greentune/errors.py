@@ -7,6 +7,7 @@ for it.
 
 from __future__ import annotations
 
+SEARCH_FAILED = 1  # the search could not go on: its results directory filled up or turned read-only
 USAGE_ERROR = 2  # a mistake in what the user asked for: a flag, a search file, a name
 INTERRUPTED = 130  # the user pressed Ctrl-C
 
@@ -17,6 +18,16 @@ class UsageError(Exception):
     def __init__(self, lines: list[str]):
         self.lines = list(lines)
         super().__init__("; ".join(self.lines))
+
+
+class SearchStopped(UsageError):
+    """The search stopped for something outside it (a full disk, a read-only results directory); one line each.
+
+    What finished before stays in the results directory. The command prints
+    the lines as it does a ``UsageError``'s and exits with ``exit_code``.
+    """
+
+    exit_code = SEARCH_FAILED
 
 
 class SearchFileWarning(FutureWarning):

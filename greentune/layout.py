@@ -19,7 +19,9 @@ HISTORY_FILE = "history.parquet"
 SEARCH_RECORD = "search.yaml"
 RESULT_FILES = (*RESULTS_FILES, HISTORY_FILE, SEARCH_RECORD)  # what a search writes, and copies to its storage
 TUNE_DIR = "tune"  # Ray Tune's experiment, for resuming
-MODEL_FILE = "model.pt"  # the exported network, in a finished trial's final checkpoint
+MODEL_FILE = "model.pt"  # the exported network, in a finished trial's final checkpoint (a pickle: code to trust)
+SHARED_WEIGHTS_FILE = "model.safetensors"  # beside it, the same network in a form that loads without running code:
+SHARED_ARCHITECTURE_FILE = "model.json"  # its tensors, and the architecture greentune rebuilds (trainables.shared_model)
 COLOUR_CODES = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the worker's name in its error text
 
 

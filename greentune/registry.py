@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import pkgutil
 import sys
+import typing
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -140,6 +142,54 @@ def load_object(path: str, what: str) -> Any:
         except AttributeError:
             raise ValueError(f"{what} {path!r}: module {module_name!r} has no {attribute!r}") from None
     return target
+
+
+FACTORY_MARK = "__greentune_factory__"
+
+
+def factory(function: Callable[..., T]) -> Callable[..., T]:
+    """Mark ``function`` as one a search file may name to build a task or a model.
+
+    A search file's import path runs code (importing its module does), but
+    greentune calls only what is meant to be called: a ``Task`` or model
+    class, a function marked with this decorator, or a function whose return
+    annotation names what it builds (``-> Task``, ``-> nn.Module``). Anything
+    else (``os:system``, ``builtins:input``) is refused without being called.
+
+    >>> @factory
+    ... def make_task(n_train=64): ...
+    >>> is_marked_factory(make_task, object)
+    True
+    """
+    setattr(function, FACTORY_MARK, True)
+    return function
+
+
+def is_marked_factory(candidate: Any, builds: type) -> bool:
+    """Whether a search file may call ``candidate`` to build a ``builds``: a subclass of it, a ``@factory``,
+    or a function whose return annotation is a subclass of it."""
+    if isinstance(candidate, type):
+        return issubclass(candidate, builds)
+    if getattr(candidate, FACTORY_MARK, False) is True:
+        return True
+    if not (inspect.isfunction(candidate) or inspect.ismethod(candidate)):
+        return False  # builtins and other callables cannot carry an annotation of their own
+    try:
+        returned = typing.get_type_hints(candidate).get("return")
+    except Exception:  # an annotation naming what its module cannot resolve: not a promise to build one
+        return False
+    return isinstance(returned, type) and issubclass(returned, builds)
+
+
+def checked_factory(candidate: Any, builds: type, what: str, example: str) -> Any:
+    """``candidate`` if ``is_marked_factory``; else one ``ValueError`` line, and nothing is called."""
+    if is_marked_factory(candidate, builds):
+        return candidate
+    name = getattr(candidate, "__qualname__", type(candidate).__name__)
+    raise ValueError(
+        f"{what} is {name}, which greentune will not call: name a {builds.__name__} subclass, or a function "
+        f"marked @greentune.registry.factory or annotated {example}"
+    )
 
 
 def call_factory(factory: Callable[..., Any], what: str, **options: Any) -> Any:

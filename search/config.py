@@ -143,13 +143,48 @@ def load_search(path: Path) -> SearchConfig:
     return parse_search(read_search_file(path))
 
 
+MAX_SEARCH_FILE_BYTES = 1_000_000  # the largest preset is a few KB; a file this big is a mistake or an attack
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases: a search file spells every value out.
+
+    An alias is refused as it is met, before anything is built from it, so a
+    file of nested aliases (an "alias bomb") costs no memory.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Anchored(event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class _Anchored(Exception):
+    def __init__(self, mark):
+        super().__init__(f"line {mark.line + 1}, column {mark.column + 1}")
+
+
 def read_search_file(path: Path) -> Any:
-    """A YAML search file's contents, unchecked (an empty file is ``{}``), so overrides can join before ``parse_search``."""
+    """A YAML search file's contents, unchecked (an empty file is ``{}``), so overrides can join before ``parse_search``.
+
+    Files over ``MAX_SEARCH_FILE_BYTES`` are refused before they are read,
+    and anchors and aliases (``&name``, ``*name``) as they are met.
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError([f"{path} is a folder; give a search file (YAML) inside it, or a preset's name"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_SEARCH_FILE_BYTES:
+            raise ConfigError([f"{path} is {size} bytes, more than a search file's {MAX_SEARCH_FILE_BYTES}; is it the right file?"])
+        with path.open("rb") as stream:  # the size again as read: a pipe or a growing file has no honest stat
+            text = stream.read(MAX_SEARCH_FILE_BYTES + 1)
+        if len(text) > MAX_SEARCH_FILE_BYTES:
+            raise ConfigError([f"{path} is more than a search file's {MAX_SEARCH_FILE_BYTES} bytes; is it the right file?"])
+        raw = yaml.load(text.decode(), Loader=_PlainLoader)  # noqa: S506 - a SafeLoader
+    except _Anchored as where:
+        raise ConfigError([f"{path} uses a YAML anchor or alias at {where}; search files spell each value out"]) from None
     except FileNotFoundError:
         raise ConfigError([f"no search file at {path}"]) from None
     except (UnicodeDecodeError, OSError) as error:

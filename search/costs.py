@@ -24,7 +24,7 @@ exactly the inner one until costs are known.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
@@ -35,8 +35,57 @@ COST_ATTR = "projected_energy_j"  # the Optuna user attribute each finished or s
 
 
 def trial_energy(result: Mapping[str, Any]) -> float:
-    """Everything a trial's report says it spent: training and evaluation."""
-    return float(result.get("energy_j", 0.0) or 0.0) + float(result.get("eval_energy_j", 0.0) or 0.0)
+    """Everything a trial's report says it spent: training and evaluation; nothing for a trial that reported none.
+
+    >>> trial_energy({"energy_j": float("nan"), "eval_energy_j": 0.5})
+    0.5
+    """
+    return _joules(result.get("energy_j")) + _joules(result.get("eval_energy_j"))
+
+
+def _joules(value: Any) -> float:
+    try:
+        value = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0  # NaN: a table's cell for a trial that never reported
+
+
+def attempts_energy(reports: list[Mapping[str, Any]], measure: Callable[[Mapping[str, Any]], float] | None = None) -> float:
+    """What a trial spent over all its attempts, from its reports in the order it made them (its history).
+
+    Each report's energy counts from the trial's start; a retried attempt
+    restarts from a checkpoint, so its reports carry on from that
+    checkpoint's iteration and energy, not from where the failed attempt got
+    to. Each attempt adds what it spent beyond the report it restarted from,
+    so the work a failure threw away is counted once, and nothing twice.
+    ``measure`` reads what a report spent (its energy by default; a carbon
+    budget reads its grams).
+
+    >>> attempts_energy([{"training_iteration": 1, "energy_j": 1.0}, {"training_iteration": 2, "energy_j": 2.0},
+    ...                  {"training_iteration": 2, "energy_j": 2.5}, {"training_iteration": 3, "energy_j": 3.5}])
+    4.5
+    """
+    spent_at: dict[Any, float] = {}  # iteration -> energy at that report, in the attempt that last made it
+    total, base, last, previous = 0.0, 0.0, 0.0, None
+    for report in reports:
+        iteration, energy = report.get("training_iteration"), (measure or trial_energy)(report)
+        if iteration == previous and energy == last:
+            continue  # the same report again: Ray Tune passes a trial's last result on once more as it ends
+        if previous is not None and iteration is not None and iteration <= previous:  # a new attempt
+            total += last - base
+            base = spent_at.get(iteration - 1, 0.0)  # the checkpoint it restarted from
+        spent_at[iteration], last, previous = energy, energy, iteration
+    return total + last - base
+
+
+def search_energy(results: Any, history: Any = None) -> float:
+    """What a search spent: each trial over all its attempts (from ``history``), or its final row where it has none."""
+    by_trial = {}
+    if history is not None and len(history) and "trial_id" in history:
+        by_trial = {trial_id: attempts_energy(rows.to_dict("records")) for trial_id, rows in history.groupby("trial_id", sort=False)}
+    return sum(by_trial[row.get("trial_id")] if row.get("trial_id") in by_trial else trial_energy(row)
+               for row in results.to_dict("records"))
 
 
 def projected_energy(result: Mapping[str, Any]) -> float:

@@ -16,12 +16,18 @@ A results directory holds:
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,11 +35,11 @@ import pandas as pd
 import yaml
 from ray.tune import Callback, Stopper
 
-from greentune.layout import RESULT_FILES, TUNE_DIR, error_line, storable, tables
+from greentune.layout import RESULT_FILES, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, error_line, storable, tables
 from greentune.trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
-from .costs import trial_energy
+from .costs import attempts_energy, trial_energy
 from .schedulers import make_scheduler
 from .settings import Resources
 from .trackers import make_trackers
@@ -56,11 +62,16 @@ def run_search(
 
     from .searchers import make_searcher
 
+    check_new_results_dir(results_dir)
     results_dir, started_here = _prepare(results_dir, address)
     resources = _fitting_resources(search, started_here)
     _fetch_data(search, address)
-    results_dir.mkdir(parents=True, exist_ok=True)  # only now: a search refused above leaves no empty folder
-    _write_search_record(search, results_dir, storage)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)  # only now: a search refused above leaves no empty folder
+        _write_search_record(search, results_dir, storage)
+    except OSError as error:
+        raise ValueError(f"cannot write the results to {results_dir}: {error.strerror or error}") from None
+    watch = ResultsWatch(results_dir)
     tuner = tune.Tuner(
         tune.with_resources(_trainable(), resources),
         tune_config=tune.TuneConfig(
@@ -74,9 +85,9 @@ def run_search(
             # ``retries`` says, when its node dies while a reused worker is being reset for it.
             reuse_actors=started_here,
         ),
-        run_config=_run_config(search, results_dir, storage),
+        run_config=_run_config(search, results_dir, storage, watch),
     )
-    return _finish(tuner.fit(), results_dir, storage)
+    return watch.fit(tuner, lambda grid: _finish(grid, results_dir, storage))
 
 
 def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[SearchConfig, pd.DataFrame]:
@@ -94,6 +105,8 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
     experiment = f"{storage.rstrip('/')}/{results_dir.name}" if storage else str(results_dir / TUNE_DIR)
     if not tune.Tuner.can_restore(experiment):
         raise ValueError(f"{results_dir} has no Ray Tune experiment to resume (expected {experiment})")
+    if not storage:
+        check_experiment_state(results_dir)
     _, started_here = _prepare(results_dir, address)
     resources = _fitting_resources(search, started_here)
     _fetch_data(search, address)
@@ -103,7 +116,49 @@ def resume_search(results_dir: Path, *, address: str | None = None) -> tuple[Sea
         resume_unfinished=True,
         resume_errored=True,
     )
-    return search, _finish(tuner.fit(), results_dir, storage)
+    # The pickled tuner keeps the callbacks it was built with; this watch only turns a full or read-only
+    # disk met while resuming, or while writing the tables, into one line.
+    return search, ResultsWatch(results_dir).fit(tuner, lambda grid: _finish(grid, results_dir, storage))
+
+
+def check_experiment_state(results_dir: Path) -> None:
+    """Refuse, in one line, to resume from an experiment state Ray Tune would read as less than it is.
+
+    Ray Tune 2.60 starts a new experiment, silently, from a state file that a
+    full disk truncated, and forgets trials its state does not list: finished
+    trials would be trained again and the rest never run. The line says what
+    the trial folders hold; ``greentune analyze`` reads their results still.
+    """
+    tune_dir = Path(results_dir) / TUNE_DIR
+    folders = [folder for folder in tune_dir.iterdir() if folder.is_dir() and (folder / "params.json").exists()]
+    finished = sum(_finished(folder) for folder in folders)
+    states = sorted(tune_dir.glob("experiment_state-*.json"))
+    found = f"{len(folders)} trial folder(s), {finished} finished"
+    if not states:
+        raise ValueError(f"{tune_dir} has no experiment state, but {found}; greentune cannot resume them "
+                         f"(`greentune analyze {results_dir}` reads their results; run again in another directory)")
+    try:
+        listed = len(json.loads(states[-1].read_text())["trial_data"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{states[-1]} is truncated or unreadable ({type(error).__name__}), with {found} beside it; Ray Tune would "
+            f"start over, so greentune stops (`greentune analyze {results_dir}` reads their results; run the rest as a new "
+            "search in another directory)"
+        ) from None
+    if listed < finished:  # a trial started just before the driver died may be unlisted; a finished one may not
+        raise ValueError(
+            f"{states[-1]} lists {listed} trial(s) but {tune_dir} holds {found}; Ray Tune would forget the others, "
+            f"so greentune stops (`greentune analyze {results_dir}` reads their results)"
+        )
+
+
+def _finished(folder: Path) -> bool:
+    """Whether the trial in ``folder`` reported its last evaluation (``complete``)."""
+    try:
+        lines = (folder / "result.json").read_text().splitlines()
+        return bool(lines) and bool(json.loads(lines[-1]).get("complete"))
+    except (OSError, ValueError):
+        return False
 
 
 def evaluations_per_trial(search: SearchConfig) -> int:
@@ -175,7 +230,8 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
         try:
             # Without an address, start a Ray of our own: "local", because
             # None would join any cluster `ray start` left on this machine.
-            ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            with _loopback_only(address is None):
+                ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         except ConnectionError as error:
             raise ValueError(
                 f"could not connect to the Ray cluster at {address}: {str(error).splitlines()[0]} "
@@ -183,6 +239,39 @@ def _prepare(results_dir: Path, address: str | None) -> tuple[Path, bool]:
             ) from None
         return results_dir, address is None
     return results_dir, False
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's single-machine mode, as on macOS: node IP 127.0.0.1
+
+
+@contextlib.contextmanager
+def _loopback_only(local: bool):
+    """While a Ray of our own starts, make it one that listens on 127.0.0.1 only.
+
+    Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the machine's
+    routable address, and then binds its GCS, raylet and worker gRPC ports on
+    every interface, with no authentication. In its single-machine mode (the
+    constant behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``) the node's address
+    is loopback, and its servers bind only there. The mode is Ray's default on
+    macOS and Windows; here it is on only while ``ray.init`` starts the
+    processes (which keep it in their environment), so that a later
+    connection to a cluster from this process resolves its address as usual.
+    """
+    if not local:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved_env, saved_constant = os.environ.get(LOOPBACK_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = saved_env
 
 
 def _fitting_resources(search: SearchConfig, started_here: bool) -> dict[str, float]:
@@ -262,19 +351,21 @@ def optuna_storage(search: SearchConfig, results_dir: Path):
     return JournalStorage(JournalFileBackend(str(Path(results_dir).resolve() / JOURNAL_FILE)))
 
 
-def _run_config(search: SearchConfig, results_dir: Path, storage: str | None):
+def _run_config(search: SearchConfig, results_dir: Path, storage: str | None, watch: ResultsWatch | None = None):
     from ray import tune
     from ray.tune.stopper import CombinedStopper
 
     budgets = search.settings.budgets
     stoppers = [stopper(limit) for stopper, limit in ((EnergyBudget, budgets.energy_budget_j),
                                                        (CarbonBudget, budgets.carbon_budget_g)) if limit]
+    stoppers += [watch] if watch else []
     return tune.RunConfig(
         name=results_dir.name if storage else TUNE_DIR,
         storage_path=storage or str(results_dir),
         verbose=0,
-        callbacks=[TrialLines(search.objectives), *make_trackers(search.settings.loggers, results_dir)],
-        stop=stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers) if stoppers else None,
+        callbacks=[TrialLines(search.objectives), *make_trackers(search.settings.loggers, results_dir),
+                   *([watch] if watch else [])],
+        stop=CombinedStopper(*stoppers) if len(stoppers) > 1 else (stoppers or [None])[0],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=search.settings.retries),
     )
@@ -295,20 +386,160 @@ def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
     return results
 
 
+def check_new_results_dir(results_dir: Path) -> None:
+    """Refuse, in one ``ValueError`` line, a results directory that holds a search already or cannot be written.
+
+    A second search in the same directory would replace the first's record
+    and tables and mix its trials into the first's experiment.
+    """
+    results_dir = Path(results_dir).resolve()
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ValueError(f"cannot write the results to {results_dir}: it is a file, not a folder")
+    held = [name for name in (SEARCH_RECORD, TUNE_DIR, *RESULTS_FILES) if (results_dir / name).exists()]
+    if held:
+        raise ValueError(
+            f"{results_dir} already holds a search ({held[0]}); continue it with `greentune resume {results_dir}`, "
+            "or give another results directory"
+        )
+    existing = next(folder for folder in (results_dir, *results_dir.parents) if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"cannot write the results to {results_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        cause = "read-only file system" if _read_only(existing) else "permission denied"
+        raise ValueError(f"cannot write the results to {results_dir}: {existing} is not writable ({cause})")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO}
+DISK_ERROR = re.compile(r"\[Errno (\d+)\] [^:\n]*(?:: '([^'\n]*)')?")
+PROBE_BYTES = 64 * 1024  # a few result lines' worth: less than this left, and the next checkpoint cannot be written
+
+
+class ResultsWatch(Callback, Stopper):
+    """Stops the search, in one line, when its results directory fills up or turns read-only.
+
+    Each trial that fails or is about to be retried is checked: its error
+    naming a full, read-only or failing disk, or a probe write into the
+    results directory failing. A retry would fail the same way, so the
+    whole search stops; what finished before stays on disk, readable by
+    ``greentune analyze`` from the trial folders even where the tables
+    could not be written. ``fit`` runs the tuner and turns the stop, and
+    Ray's own failure to write or read its state on that disk, into
+    ``SearchStopped``.
+    """
+
+    def __init__(self, results_dir: Path):
+        self.results_dir = Path(results_dir)
+        self.problem: str | None = None
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.problem is not None
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.check(TrialLines.error_text(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.check(TrialLines.error_text(trial))
+
+    def check(self, error: object = None) -> str | None:
+        """The line naming the path and the cause, where the results directory is the trouble; else None."""
+        if self.problem is None:
+            self.problem = self._from_error(error) or self._probe()
+        return self.problem
+
+    def fit(self, tuner, finish):
+        from greentune.errors import SearchStopped
+
+        try:
+            with self._quiet_state_saving():
+                grid = tuner.fit()
+            if self.problem is None:
+                return finish(grid)
+        except Exception as error:  # noqa: BLE001 - Ray's tracebacks over a full disk, re-raised unless it is one
+            if self.check(f"{type(error).__name__}: {error}" if isinstance(error, OSError) else None) is None:
+                raise
+        raise SearchStopped([self.problem])
+
+    @contextlib.contextmanager
+    def _quiet_state_saving(self):
+        """Ray's failure to save its experiment state on this disk: noted here, not logged as a traceback."""
+        logger = logging.getLogger("ray.tune.execution.experiment_state")
+
+        def disk_failure(record: logging.LogRecord) -> bool:
+            error = record.exc_info[1] if record.exc_info else None
+            if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+                self.check(f"[Errno {error.errno}] {error.strerror}")
+                return False
+            return True
+
+        logger.addFilter(disk_failure)
+        try:
+            yield
+        finally:
+            logger.removeFilter(disk_failure)
+
+    def _line(self, path: str, cause: str) -> str:
+        return (f"{path}: {cause}; the search stopped, and the trials finished before are kept in {self.results_dir} "
+                f"(`greentune analyze` reads them; free space or make it writable, then `greentune resume {self.results_dir}`, "
+                "which says so where Ray's state was lost)")
+
+    def _from_error(self, error: object) -> str | None:
+        for match in DISK_ERROR.finditer(str(error or "")):
+            code, path = int(match.group(1)), match.group(2) or str(self.results_dir)
+            if code in DISK_ERRNOS and (code != errno.EACCES or self._inside(path)):
+                return self._line(path, os.strerror(code))
+        return None
+
+    def _inside(self, path: str) -> bool:
+        return Path(path).resolve().is_relative_to(self.results_dir.resolve())
+
+    def _probe(self) -> str | None:
+        probe = self.results_dir / ".greentune-write-probe"
+        try:
+            with open(probe, "wb") as stream:
+                stream.write(b"\0" * PROBE_BYTES)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            return self._line(str(self.results_dir), error.strerror or str(error))
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        return None
+
+
 class EnergyBudget(Stopper):
-    """Stops the whole search once its trials, stopped ones included, have spent ``limit`` joules."""
+    """Stops the whole search once its trials, stopped ones included, have spent ``limit`` joules.
+
+    Each attempt of a retried trial counts once (``attempts_energy``): a
+    retry restarts from a checkpoint, below what the failed attempt had spent.
+    """
 
     def __init__(self, limit: float):
         self.limit = limit
-        self.spent: dict[str, float] = {}
+        self.reports: dict[str, list[dict]] = {}  # each trial's reports, every attempt's, as (iteration, spent)
 
     @staticmethod
     def measure(result: Mapping[str, Any]) -> float:
         return trial_energy(result)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.spent[trial_id] = self.measure(result)
+        report = {"training_iteration": result.get("training_iteration"), "spent": self.measure(result)}
+        self.reports.setdefault(trial_id, []).append(report)
         return False
+
+    @property
+    def spent(self) -> dict[str, float]:
+        return {trial_id: attempts_energy(reports, measure=itemgetter("spent")) for trial_id, reports in self.reports.items()}
 
     def stop_all(self) -> bool:
         return sum(self.spent.values()) >= self.limit
@@ -416,15 +647,23 @@ class TrialLines(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished.append({})
-        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{self._reason(trial)}; see {trial.local_path}", flush=True)
+        print(f"[{len(self.finished):>3}] {trial.config.get('approach', '')}: failed{self._reason(trial)}; see {trial.path}", flush=True)
+
+    @classmethod
+    def _reason(cls, trial) -> str:
+        error = cls.error_text(trial)
+        return f" ({error_line(error)})" if error else ""
 
     @staticmethod
-    def _reason(trial) -> str:
+    def error_text(trial) -> str | None:
+        """The trial's error.txt, or what Ray kept of its error; None where neither can be read (a full disk)."""
         # Ray writes error.txt into the trial's local folder as it handles the failure; get_error
         # reads the copy in storage, which is there by the trial's end but not yet at a retry.
         local = Path(trial.error_file) if trial.error_file else None
-        error = local.read_text() if local and local.is_file() else trial.get_error()
-        return f" ({error_line(error)})" if error else ""
+        try:
+            return local.read_text() if local and local.is_file() else trial.get_error()
+        except Exception:  # noqa: BLE001 - a truncated error.pkl on a full disk; the failure line goes on without it
+            return None
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last_status < self.every_s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,13 +50,46 @@ def test_cluster_yaml_validates_against_rays_own_schema():
         jsonschema.validate({**config, "head_node_typ": "head"}, ray_schema())
 
 
+def security_group_template() -> dict:
+    return yaml.safe_load((ROOT / "cluster-security-group.yaml").read_text())
+
+
 def test_cluster_yaml_is_secure_by_default():
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
-    rules = config["provider"]["security_group"]["IpPermissions"]
-    assert [(rule["FromPort"], rule["ToPort"]) for rule in rules] == [(22, 22)]  # SSH only from outside
+    group = security_group_template()["Resources"]["ClusterGroup"]["Properties"]
+    assert config["provider"]["security_group"] == {"GroupName": group["GroupName"]}  # the template's, rules and all
+    assert [(rule["FromPort"], rule["ToPort"]) for rule in group["SecurityGroupIngress"]] == [(22, 22)]  # SSH only from outside
+    assert group["SecurityGroupIngress"][0]["CidrIp"] == {"Ref": "SshCidr"}
+    ssh_cidr = security_group_template()["Parameters"]["SshCidr"]
+    assert "Default" not in ssh_cidr and not re.match(ssh_cidr["AllowedPattern"], "0.0.0.0/0")
+    assert re.match(ssh_cidr["AllowedPattern"], "203.0.113.7/32")
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head
     assert any("pip install -e ." in command for command in config["setup_commands"])  # as the README installs
+
+
+class FoundGroup:
+    """A security group as Ray's AWS launcher sees it in the VPC: its rules, and the rules it is given."""
+
+    def __init__(self, ip_permissions):
+        self.id, self.group_name, self.vpc_id, self.ip_permissions = "sg-1", "greentune-ssh-only", "vpc-1", ip_permissions
+        self.authorized = []
+
+    def authorize_ingress(self, IpPermissions):  # noqa: N803 - boto3's name
+        self.authorized += IpPermissions
+
+
+@pytest.mark.parametrize("existing", ["defined by the template", "empty"])
+def test_ray_uses_a_security_group_with_rules_as_given_and_opens_an_empty_one_to_the_world(existing):
+    """Why cluster.yaml's group is defined outside it: Ray 2.60 adds SSH from 0.0.0.0/0 to a group it finds empty."""
+    from ray.autoscaler._private.aws import config as aws
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    ingress = security_group_template()["Resources"]["ClusterGroup"]["Properties"]["SecurityGroupIngress"]
+    found = FoundGroup(ingress if existing == "defined by the template" else [])
+    aws._upsert_security_group_rules(config, {node_type: found for node_type in config["available_node_types"]})
+    opened = [rule for rule in found.authorized if {"CidrIp": "0.0.0.0/0"} in rule.get("IpRanges", [])]
+    assert (opened == []) == (existing == "defined by the template"), found.authorized
 
 
 def reports(result_file: Path) -> list[dict]:

@@ -12,6 +12,7 @@ package. Bad names are checked in this process, with the plug-in's folder on
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,6 +125,10 @@ def test_plug_in_techniques_are_searched_like_built_in_ones(plugin, tmp_path):
     assert len(crashed) and (crashed["status"] == "error").all() and (crashed["error"] == message).all()
     assert result.stdout.count(f"crashing: failed ({message}); see ") == len(crashed)
     assert result.stdout.count(f"crashing: failed ({message}); retrying") == len(crashed)  # retries: 1
+    seen = [line.rpartition("; see ")[2] for line in result.stdout.splitlines() if "crashing: failed" in line and "; see " in line]
+    assert seen and all(Path(path).is_relative_to((tmp_path / "out").resolve()) and Path(path).is_dir() for path in seen), seen
+    spent = re.search(r"energy spent by the search: (\S+) J", result.stdout)
+    assert spent and float(spent.group(1)) > 0, result.stdout[-2000:]  # not nan, with a trial that never reported
     assert "Traceback" not in result.stdout + result.stderr  # it stays in the trial's error.txt
     for name in RESULTS_FILES:  # as while a search runs: the table rebuilt from Ray's trial folders (error.txt)
         (tmp_path / "out" / name).unlink()

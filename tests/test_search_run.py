@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from greentune.cli import main
 from greentune.search.config import parse_search
+from greentune.search.costs import attempts_energy, search_energy
 from greentune.search.runner import EnergyBudget, evaluations_per_trial, run_search
 from greentune.trainables.trial import green_score
 
@@ -66,6 +68,32 @@ def test_the_energy_budget_stops_the_search_once_spent():
     budget("a", {"energy_j": 6.0, "eval_energy_j": 1.0})  # a trial's totals are cumulative
     budget("b", {"energy_j": 3.0})
     assert budget.stop_all()
+
+
+RETRIED = [  # checkpointed at iteration 2 (4 J), failed after iteration 3 (6 J); the retry restarts from 4 J
+    {"training_iteration": 1, "energy_j": 2.0, "eval_energy_j": 0.0}, {"training_iteration": 2, "energy_j": 4.0},
+    {"training_iteration": 3, "energy_j": 6.0}, {"training_iteration": 3, "energy_j": 6.5},
+    {"training_iteration": 4, "energy_j": 8.5},
+]
+
+
+def test_a_retried_trial_counts_each_attempt_once():
+    assert attempts_energy(RETRIED) == pytest.approx(6.0 + 8.5 - 4.0)  # the 2 J the failure threw away, once
+    assert attempts_energy(RETRIED[:3]) == 6.0 and attempts_energy([]) == 0.0
+    assert attempts_energy([*RETRIED[:3], RETRIED[2]]) == 6.0  # Ray Tune passes the last result on twice as a trial ends
+    budget = EnergyBudget(10.0)
+    for report in RETRIED[:4]:
+        budget("a", report)
+    assert budget.spent == {"a": pytest.approx(8.5)} and not budget.stop_all()
+    budget("a", RETRIED[4])
+    assert budget.stop_all()  # 10.5 J over both attempts, though the last report says 8.5
+
+
+def test_the_search_energy_has_no_nan_for_a_trial_that_never_reported():
+    results = pd.DataFrame({"trial_id": ["a", "b", "c"], "energy_j": [8.5, math.nan, 1.0], "eval_energy_j": [0.0, math.nan, 0.5]})
+    history = pd.DataFrame(RETRIED).assign(trial_id="a")
+    assert search_energy(results, history) == pytest.approx(10.5 + 0.0 + 1.5)
+    assert search_energy(results) == pytest.approx(8.5 + 1.5)
 
 
 def test_max_t_is_the_number_of_evaluations():

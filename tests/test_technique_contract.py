@@ -9,13 +9,17 @@ point of its declared search space builds.
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
+import pickle
 
 import pytest
 import torch
 
 from greentune import techniques
+from greentune.layout import MODEL_FILE, SHARED_ARCHITECTURE_FILE
 from greentune.techniques import Choice, declared_reports
+from greentune.trainables.shared_model import load_shared_model
 from greentune.trainables.trial import TRAINABLE_METRICS, TRIAL_METRICS, reported_metrics
 
 from helpers import make_training, run_to_end
@@ -81,6 +85,27 @@ def test_export_gives_a_working_module(name):
     with torch.no_grad():
         outputs = exported(training.held_out.inputs[:5])
     assert outputs.shape[0] == 5 and torch.isfinite(outputs).all()
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_the_shared_export_opens_without_unpickling_and_gives_the_same_outputs(name, tmp_path, monkeypatch):
+    training = build(name, steps=20, eval_every=20)
+    run_to_end(training)
+    training.export(tmp_path / MODEL_FILE)
+    inputs = training.held_out.inputs[:5].cpu()
+    with torch.no_grad():
+        expected = torch.load(tmp_path / MODEL_FILE, weights_only=False)(inputs)
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("the shared form unpickled something")
+
+    with monkeypatch.context() as patched:
+        for target, attribute in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
+            patched.setattr(target, attribute, no_pickle)
+        shared = load_shared_model(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(shared(inputs), expected)
+    assert json.loads((tmp_path / SHARED_ARCHITECTURE_FILE).read_text())["format"] == "greentune-shared-model"
 
 
 @pytest.mark.parametrize("name", REGISTERED)

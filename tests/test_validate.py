@@ -62,8 +62,9 @@ MISTAKES = {
     ],
     "code a file names": [
         ({"task": ".relative:make_task"}, "is a relative import path"),
-        ({"task": "builtins:input"}, "task 'builtins:input' reads standard input"),
-        ({"task": "builtins:exit"}, "task 'builtins:exit' exits the process"),
+        ({"task": "builtins:input"}, "task 'builtins:input' is input, which greentune will not call"),
+        ({"task": "builtins:exit"}, "task 'builtins:exit' is Quitter, which greentune will not call"),
+        ({"task": "os:system", "task_options": {"command": "true"}}, "task 'os:system' is system, which greentune will not call"),
     ],
 }
 CASES = [pytest.param(change, line, id=f"{group}: {line[:40]}") for group, cases in MISTAKES.items() for change, line in cases]

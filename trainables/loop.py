@@ -49,6 +49,7 @@ from .checkpoints import restore_location, restore_rng_states, rng_states
 from .energy import EnergyMeter
 from .flops import StepFlops, measure_step
 from .memory import PeakMemory
+from .shared_model import save_shared_model
 from .tasks import Task, TrainSettings
 
 
@@ -354,15 +355,23 @@ class Training:
         )
 
     def export(self, path: Path) -> None:
-        """Save the finished network as the technique exports it, for ``torch.load(path, weights_only=False)``.
+        """Save the finished network as the technique exports it: its shared form, and a pickle at ``path``.
 
         This is the network to deploy: gates removed and closed parts sliced
         out, thresholded weights written back, saved on the CPU so that a
-        laptop can open what a GPU trained. Exporting may change the
-        training's own model (Feather writes back in place; both move to the
-        CPU), so it comes after the final checkpoint.
+        laptop can open what a GPU trained. Beside ``path`` go
+        ``model.safetensors`` and ``model.json``, which
+        ``greentune.trainables.shared_model.load_shared_model`` opens without
+        running code from the files; the pickle at ``path`` needs
+        ``torch.load(path, weights_only=False)``, which runs what it names.
+        A network the shared form cannot describe gets the pickle only.
+        Exporting may change the training's own model (Feather writes back in
+        place; both move to the CPU), so it comes after the final checkpoint.
         """
-        torch.save(self.technique.export(self.model).eval().cpu(), path)
+        exported = self.technique.export(self.model).eval().cpu()
+        torch.save(exported, path)
+        with contextlib.suppress(ValueError):  # a function or hook as part of the network: the pickle only
+            save_shared_model(exported, Path(path).parent)
 
     def load(self, path: Path) -> None:
         state = torch.load(path, map_location=restore_location(self.device), weights_only=False)

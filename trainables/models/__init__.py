@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from greentune.registry import Registry, call_factory, import_submodules, load_object
+from greentune.registry import Registry, call_factory, checked_factory, import_submodules, load_object
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", discover=lambda: import_submodules(__name__))
 
@@ -64,8 +64,8 @@ def _build_outside_model(name: str, options: Mapping[str, Any]) -> nn.Module:
 
     if name.startswith(PREFIX):
         return torchvision_model(name.removeprefix(PREFIX), **options)
-    function = load_object(name, "model")
-    model = call_factory(function, f"model {name!r}", **options) if callable(function) else function
+    function = checked_factory(load_object(name, "model"), nn.Module, f"model {name!r}", "-> nn.Module")
+    model = call_factory(function, f"model {name!r}", **options)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

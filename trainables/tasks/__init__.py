@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
-from greentune.registry import Registry, call_factory, import_submodules
+from greentune.registry import Registry, call_factory, checked_factory, import_submodules
 from greentune.techniques.space import is_number
 
 from ..data import DeviceData, as_data
@@ -196,7 +196,8 @@ class SimpleTask(Task):
 
 
 TASKS: Registry[Callable[..., Task]] = Registry(
-    "task", discover=lambda: import_submodules(__name__), import_example="my_pkg.my_module:make_task"
+    "task", discover=lambda: import_submodules(__name__), import_example="my_pkg.my_module:make_task",
+    check=lambda found, path: checked_factory(found, Task, f"task {path!r}", "-> Task"),  # called only if marked
 )
 
 
