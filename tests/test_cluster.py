@@ -203,7 +203,8 @@ def test_greentune_run_against_a_running_ray_head(tmp_path, no_local_ray, capsys
         assert "Pareto-optimal trials" in result.stdout
         assert len(pd.read_parquet(tmp_path / "out" / "results.parquet")) == 2
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-        assert main([*command[3:-1], "127.0.0.1:1"]) == 2  # in this process: the exit code is test_cli's
+        unreachable = [*command[3:-3], str(tmp_path / "elsewhere"), "--address", "127.0.0.1:1"]
+        assert main(unreachable) == 2  # in this process: the exit code is test_cli's
         wrong = capsys.readouterr().err
         assert "Traceback" not in wrong and "could not connect to the Ray cluster at 127.0.0.1:1" in wrong
     finally:

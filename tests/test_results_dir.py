@@ -30,6 +30,7 @@ SEARCH = {
                    "selection": {"techniques": ["data_selection"], "model": "small"}},
     "evaluate_first": ["baseline"],
     "searcher": "random",
+    "scheduler": "fifo",  # every trial to the end: what is on disk is tested, not the scheduling
     "num_trials": 4,
     "max_concurrent": 1,
     "resources": {"cpu": 1},
