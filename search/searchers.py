@@ -4,7 +4,9 @@
 search's settings:
 
 - ``nsga2`` (default), ``tpe`` (multi-objective TPE, after
-  ``startup_trials`` random ones), ``random``: Optuna samplers, seeded. The
+  ``startup_trials`` random ones; fitted once per trial, on the 1000 most
+  recent trials and the older front past 1000, see ``search.tpe``),
+  ``random``: Optuna samplers, seeded. The
   search's constraints are set on each Optuna trial, where NSGA-II and TPE
   take them into account. With ``cheapest_of: k`` the sampler draws k
   candidates per parameter and keeps the one predicted cheapest
@@ -41,6 +43,7 @@ from greentune.registry import Registry
 
 from .costs import COST_ATTR, CostAwareSampler, projected_energy
 from .space import WARM_START, DefineByRun
+from .tpe import BoundedTPESampler
 
 if TYPE_CHECKING:
     from .config import SearchConfig
@@ -267,7 +270,7 @@ def _nsga2(search: SearchConfig) -> Draws:
 @SEARCHERS.register("tpe")
 def _tpe(search: SearchConfig) -> Draws:
     settings = search.settings
-    return Draws(optuna.samplers.TPESampler(n_startup_trials=settings.searcher.startup_trials, seed=settings.seed))
+    return Draws(BoundedTPESampler(n_startup_trials=settings.searcher.startup_trials, seed=settings.seed))
 
 
 @SEARCHERS.register("random")
