@@ -285,14 +285,17 @@ class TrialTable(Callback):
 
     def __init__(self, results_dir: Path, every_s: float = 5.0):
         self.results_dir, self.every_s = Path(results_dir), every_s
-        self._rows: dict[tuple[str, str], dict] = {}  # (trial id, status): row
+        self._rows: dict[tuple[str, bool], dict] = {}  # (trial id, whether it failed): row
+        self._ended: dict[str, bool] = {}  # trial id: whether it failed, for trials that ended in this driver
         self._written_at: float | None = None
         self._unwritten = False
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = False  # Ray calls this while the trial is still RUNNING
         self._finished(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = True
         self._finished(trials)
 
     def on_step_end(self, iteration, trials, **info):
@@ -309,25 +312,26 @@ class TrialTable(Callback):
             self.write(trials)
 
     def write(self, trials) -> None:
-        """Write the rows of every finished or failed trial in ``trials``."""
+        """Write the rows of every trial in ``trials`` that ended, here or before a resume."""
         rows = []
         for trial in trials:
-            if trial.status not in ("TERMINATED", "ERROR"):
+            errored = self._ended.get(trial.trial_id)
+            if errored is None and trial.status in ("TERMINATED", "ERROR"):  # ended before this driver started
+                errored = trial.status == "ERROR"
+            if errored is None:
                 continue
-            key = (trial.trial_id, trial.status)
+            key = (trial.trial_id, errored)
             if key not in self._rows:
                 metrics = dict(trial.last_result or {})
                 self._rows[key] = trial_row(metrics.get("trial_id") or trial.trial_id, trial.config or {}, metrics,
-                                            self._error(trial), trial.checkpoint)
+                                            self._error(trial) if errored else None, trial.checkpoint)
             rows.append(self._rows[key])
         if rows:
             write_results(pd.DataFrame(rows), self.results_dir)
         self._written_at, self._unwritten = time.monotonic(), False
 
     @staticmethod
-    def _error(trial) -> str | None:
-        if trial.status != "ERROR":
-            return None
+    def _error(trial) -> str:
         local = Path(trial.error_file) if trial.error_file else None
         return local.read_text() if local and local.is_file() else str(trial.get_error() or "failed")
 

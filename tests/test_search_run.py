@@ -114,6 +114,10 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     driver.wait()
     before = finished_trials(results / "tune")
     assert 3 <= len(before) < 10, "the driver should die in the middle of the search"
+    # The killed search left its table of the trials it had finished (written as they finish), and analyze reads it.
+    partial = pd.read_parquet(results / "results.parquet")
+    assert 1 <= len(partial) <= len(before) and set(partial["trial_id"]) <= set(before)
+    assert main(["analyze", str(results)]) == 0
 
     assert main(["resume", str(results)]) == 0  # the killed driver's process is what is lost; the resume runs here
     table = pd.read_parquet(results / "results.parquet")
