@@ -139,9 +139,14 @@ class CostModel:
         finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=False)
         if len(finished) == len(self._read):  # a finished trial stays finished: same count, same trials
             return
-        for past in finished:
+        # Newly finished trials are mostly the latest: look from the end until all unread ones are found.
+        unread = len(finished) - len(self._read)
+        for past in reversed(finished):
+            if unread == 0:
+                break
             if past.number in self._read:
                 continue
+            unread -= 1
             self._read.add(past.number)
             cost = past.user_attrs.get(COST_ATTR, 0)
             if cost > 0:

@@ -62,7 +62,14 @@ class BoundedTPESampler(TPESampler):
             return list(finished)
         if self._fitted_on is None or self._fitted_on[:2] != (id(study._storage), study._study_id):
             self._old_front, self._old_read = [], set()
-        old = [trial for trial in finished[: -self.history] if trial.number not in self._old_read]
+        # Trials become old mostly at the end of the old part: look from there until all unread ones are found.
+        old, unread = [], len(finished) - self.history - len(self._old_read)
+        for trial in reversed(finished[: -self.history]):
+            if unread == 0:
+                break
+            if trial.number not in self._old_read:
+                old.append(trial)
+                unread -= 1
         if old:
             self._old_read.update(trial.number for trial in old)
             self._old_front = _front(study, self._old_front + old)
