@@ -8,6 +8,7 @@ needs nothing from ``search``. It imports neither Ray nor torch.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,26 +32,38 @@ def tables(grid) -> tuple[pd.DataFrame, pd.DataFrame]:
     for result in grid:
         metrics = dict(result.metrics or {})
         trial_id = metrics.get("trial_id") or Path(result.path).name
-        config = result.config or {}
-        row = {
-            "trial_id": trial_id,
-            "approach": config.get("approach"),
-            "techniques": "+".join(config.get("techniques") or ["baseline"]),
-            "model": config.get("model"),
-            "seed": config.get("seed"),
-            "repeat_group": config.get("repeat_group"),
-            "status": _status(result, metrics),
-            "error": error_line(result.error) if result.error else None,
-            "model_file": _exported_model(result, metrics),
-        }
-        row.update({f"config/{key}": value for key, value in _flatten(config).items()})
-        row.update({key: value for key, value in metrics.items() if key not in row and not isinstance(value, dict)})
-        rows.append(row)
+        rows.append(trial_row(trial_id, result.config or {}, metrics, result.error, result.checkpoint))
         if result.metrics_dataframe is not None and len(result.metrics_dataframe):
             histories.append(result.metrics_dataframe.assign(trial_id=trial_id))
     results = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return results, history
+
+
+def trial_row(trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any], error: object, checkpoint) -> dict:
+    """One trial's row of the results table: identity, status, ``config/...`` and its last metrics.
+
+    ``error`` is the trial's error (or its error.txt's text), None when it
+    did not fail; ``checkpoint`` its last Ray checkpoint, or None.
+
+    >>> row = trial_row("t1", {"approach": "b", "lr": 0.1}, {"quality": 0.5, "complete": True}, None, None)
+    >>> row["status"], row["config/lr"], row["quality"]
+    ('finished', 0.1, 0.5)
+    """
+    row = {
+        "trial_id": trial_id,
+        "approach": config.get("approach"),
+        "techniques": "+".join(config.get("techniques") or ["baseline"]),
+        "model": config.get("model"),
+        "seed": config.get("seed"),
+        "repeat_group": config.get("repeat_group"),
+        "status": _status(error, metrics),
+        "error": error_line(error) if error else None,
+        "model_file": _exported_model(checkpoint, metrics),
+    }
+    row.update({f"config/{key}": value for key, value in _flatten(config).items()})
+    row.update({key: value for key, value in metrics.items() if key not in row and not isinstance(value, dict)})
+    return row
 
 
 def error_line(error: object) -> str:
@@ -66,15 +79,15 @@ def error_line(error: object) -> str:
     return " ".join(lines[last_indented + 1 :] or lines[-1:]) or "failed"
 
 
-def _exported_model(result, metrics: Mapping[str, Any]) -> str | None:
+def _exported_model(checkpoint, metrics: Mapping[str, Any]) -> str | None:
     """Where a finished trial's exported network lies: in its final checkpoint, on the experiment's storage."""
-    if not metrics.get("complete") or result.checkpoint is None:
+    if not metrics.get("complete") or checkpoint is None:
         return None
-    return f"{result.checkpoint.path}/{MODEL_FILE}"
+    return f"{checkpoint.path}/{MODEL_FILE}"
 
 
-def _status(result, metrics: Mapping[str, Any]) -> str:
-    if result.error:
+def _status(error: object, metrics: Mapping[str, Any]) -> str:
+    if error:
         return "error"
     if metrics.get("diverged"):
         return "diverged"
@@ -91,6 +104,15 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def write_results(results: pd.DataFrame, directory: Path) -> None:
+    """``results.parquet`` and ``results.csv`` in ``directory``, each replaced whole (a kill mid-write leaves the old one)."""
+    results = storable(results)
+    for name, write in (("results.parquet", results.to_parquet), ("results.csv", results.to_csv)):
+        partial = Path(directory) / f".{name}.partial"
+        write(partial, index=False)
+        os.replace(partial, Path(directory) / name)
 
 
 def storable(table: pd.DataFrame) -> pd.DataFrame:

@@ -105,6 +105,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.sampler, self.candidates = sampler, candidates
+        self.costs = CostModel()
 
     def infer_relative_search_space(self, study, trial):
         return self.sampler.infer_relative_search_space(study, trial)
@@ -114,7 +115,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study, trial, param_name: str, param_distribution: BaseDistribution) -> Any:
         draws = [self.sampler.sample_independent(study, trial, param_name, param_distribution) for _ in range(self.candidates)]
-        costs = predicted_log_costs(study, trial, param_name, param_distribution, draws)
+        if self.candidates == 1:
+            return draws[0]
+        costs = self.costs.predict(study, trial, param_name, param_distribution, draws)
         return draws[0] if costs is None else draws[int(np.argmin(costs))]
 
     def before_trial(self, study, trial) -> None:
@@ -133,27 +136,113 @@ def predicted_log_costs(
     """log(projected energy) of a trial taking each of ``values`` for ``name``; None when nothing is known.
 
     A categorical value never tried is taken for an average one: the mean
-    over the trials that set ``name``.
+    over the trials that set ``name``. (One question; ``CostModel`` answers
+    many over a growing study, each finished trial read once.)
     """
-    choices = {key: value for key, value in trial.params.items()
-               if isinstance(trial.distributions[key], CategoricalDistribution)}
-    seen = [
-        (past.params[name], math.log(past.user_attrs[COST_ATTR]))
-        for past in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if name in past.params and past.user_attrs.get(COST_ATTR, 0) > 0
-        and all(past.params.get(key) == value for key, value in choices.items())
-    ]
-    if not seen:
-        return None
-    if isinstance(distribution, CategoricalDistribution):
-        by_value: dict[Any, list[float]] = {}
-        for value, cost in seen:
-            by_value.setdefault(value, []).append(cost)
-        average = float(np.mean([cost for _, cost in seen]))
-        return [float(np.mean(by_value[value])) if value in by_value else average for value in values]
-    scale = np.log if isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log else np.asarray
-    x = scale(np.array([value for value, _ in seen], dtype=float))
-    if len(np.unique(x)) < 2:
-        return None
-    slope, intercept = np.polyfit(x, [cost for _, cost in seen], 1)
-    return [float(slope * point + intercept) for point in scale(np.array(values, dtype=float))]
+    return CostModel().predict(study, trial, name, distribution, values)
+
+
+class CostModel:
+    """``predicted_log_costs`` kept up to date as a study's trials finish, instead of read from every trial per question.
+
+    Each finished trial with a cost is read once. What a question needs is
+    kept per (parameter, the categorical choices the asking trial has made):
+    for a categorical parameter, each value's count and sum of log costs;
+    for a numeric one, the running means and co-moment of (x, log cost) that
+    the least-squares line comes from. A new question's kind is filled once
+    from the trials read so far, then updated with each trial that finishes.
+    """
+
+    def __init__(self):
+        self._study: tuple | None = None  # (storage, study id) the trials below belong to
+        self._read: set[int] = set()  # numbers of finished trials read
+        self._records: list[tuple[dict, float]] = []  # (params, log cost) of the finished trials that had a cost
+        self._fits: dict[tuple[str, frozenset], _Fit] = {}
+        self._asked_for: int | None = None  # the trial whose questions the model is up to date for
+
+    def predict(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution, values: list[Any]
+    ) -> list[float] | None:
+        self._catch_up(study, trial.number)
+        choices = frozenset((key, value) for key, value in trial.params.items()
+                            if isinstance(trial.distributions[key], CategoricalDistribution))
+        fit = self._fits.get((name, choices))
+        if fit is None:
+            fit = self._fits[(name, choices)] = _Fit(name, choices, distribution)
+            for params, cost in self._records:
+                fit.add(params, cost)
+        return fit.predict(values)
+
+    def _catch_up(self, study: optuna.Study, number: int) -> None:
+        """Read the trials finished since the last question (all of them for a study not seen before).
+
+        As Optuna's own cache of the study's trials (``use_cache``), this
+        takes the study to stand still while trial ``number`` draws.
+        """
+        if self._study != (id(study._storage), study._study_id):
+            self.__init__()
+            self._study = (id(study._storage), study._study_id)
+        elif number == self._asked_for:
+            return
+        self._asked_for = number
+        finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=False)
+        if len(finished) == len(self._read):  # a finished trial stays finished: same count, same trials
+            return
+        # Newly finished trials are mostly the latest: look from the end until all unread ones are found.
+        unread = len(finished) - len(self._read)
+        for past in reversed(finished):
+            if unread == 0:
+                break
+            if past.number in self._read:
+                continue
+            unread -= 1
+            self._read.add(past.number)
+            cost = past.user_attrs.get(COST_ATTR, 0)
+            if cost > 0:
+                self._records.append((past.params, math.log(cost)))
+                for fit in self._fits.values():
+                    fit.add(past.params, math.log(cost))
+
+
+class _Fit:
+    """What ``CostModel`` knows of one parameter's cost among trials that made given categorical choices."""
+
+    def __init__(self, name: str, choices: frozenset, distribution: BaseDistribution):
+        self.name, self.choices = name, choices
+        self.categorical = isinstance(distribution, CategoricalDistribution)
+        self.log = isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log
+        self.count, self.mean_cost = 0, 0.0
+        self.by_value: dict[Any, list[float]] = {}  # value: [count, sum of log costs]
+        self.mean_x, self.m2_x, self.co_moment = 0.0, 0.0, 0.0  # Welford's running moments
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, params: dict, cost: float) -> None:
+        if self.name not in params or any(params.get(key) != value for key, value in self.choices):
+            return
+        value = params[self.name]
+        self.count += 1
+        delta_cost = cost - self.mean_cost
+        self.mean_cost += delta_cost / self.count
+        if self.categorical:
+            tally = self.by_value.setdefault(value, [0, 0.0])
+            tally[0] += 1
+            tally[1] += cost
+            return
+        x = math.log(value) if self.log else float(value)
+        self.low, self.high = min(self.low, x), max(self.high, x)
+        delta_x = x - self.mean_x
+        self.mean_x += delta_x / self.count
+        self.m2_x += delta_x * (x - self.mean_x)
+        self.co_moment += delta_x * (cost - self.mean_cost)
+
+    def predict(self, values: list[Any]) -> list[float] | None:
+        if not self.count:
+            return None
+        if self.categorical:
+            return [self.by_value[value][1] / self.by_value[value][0] if value in self.by_value else self.mean_cost
+                    for value in values]
+        if self.low == self.high:
+            return None
+        slope = self.co_moment / self.m2_x
+        intercept = self.mean_cost - slope * self.mean_x
+        return [slope * (math.log(value) if self.log else float(value)) + intercept for value in values]

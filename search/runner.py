@@ -4,7 +4,9 @@ A results directory holds:
 
 - ``tune/``: Ray Tune's experiment (trials, checkpoints), for resuming;
 - ``results.parquet`` and ``results.csv``: one row per trial, its
-  ``config/...`` columns, its final metrics and a ``status``;
+  ``config/...`` columns, its final metrics and a ``status``; rewritten
+  as trials finish (``TrialTable``), so a search killed part-way leaves
+  the trials it finished, and whole at the end;
 - ``history.parquet``: one row per trial per evaluation;
 - ``optuna.journal``: with ``optuna_storage: journal``, the Optuna study, which
   optuna-dashboard opens (``optuna-dashboard DIR/optuna.journal``);
@@ -35,7 +37,9 @@ import pandas as pd
 import yaml
 from ray.tune import Callback, Stopper
 
-from greentune.layout import RESULT_FILES, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, error_line, storable, tables
+from greentune.layout import (
+    RESULT_FILES, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, error_line, storable, tables, trial_row, write_results,
+)
 from greentune.trainables.tasks import create_task
 
 from .config import SearchConfig, parse_search
@@ -363,7 +367,7 @@ def _run_config(search: SearchConfig, results_dir: Path, storage: str | None, wa
         name=results_dir.name if storage else TUNE_DIR,
         storage_path=storage or str(results_dir),
         verbose=0,
-        callbacks=[TrialLines(search.objectives), *make_trackers(search.settings.loggers, results_dir),
+        callbacks=[TrialLines(search.objectives), TrialTable(results_dir), *make_trackers(search.settings.loggers, results_dir),
                    *([watch] if watch else [])],
         stop=CombinedStopper(*stoppers) if len(stoppers) > 1 else (stoppers or [None])[0],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -373,8 +377,7 @@ def _run_config(search: SearchConfig, results_dir: Path, storage: str | None, wa
 
 def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
     results, history = (storable(table) for table in tables(grid))
-    results.to_parquet(results_dir / "results.parquet", index=False)
-    results.to_csv(results_dir / "results.csv", index=False)
+    write_results(results, results_dir)
     history.to_parquet(results_dir / "history.parquet", index=False)
     if storage:
         import pyarrow.fs
@@ -384,6 +387,70 @@ def _finish(grid, results_dir: Path, storage: str | None) -> pd.DataFrame:
         for name in RESULT_FILES:
             pyarrow.fs.copy_files(str(results_dir / name), f"{root}/{name}", local, target)
     return results
+
+
+class TrialTable(Callback):
+    """The results table, rewritten as trials finish: a search killed part-way leaves the trials it finished.
+
+    Each finished or failed trial's row is built once. The table is written
+    at the first trial's end and then at most every ``every_s`` seconds,
+    so that writing it, a cost that grows with the trials, stays a small
+    share of a long search; the table ``_finish`` writes at the end replaces
+    it. Rows come from all the experiment's trials, so a resumed search's
+    table keeps the trials finished before it was interrupted.
+    """
+
+    def __init__(self, results_dir: Path, every_s: float = 5.0):
+        self.results_dir, self.every_s = Path(results_dir), every_s
+        self._rows: dict[tuple[str, bool], dict] = {}  # (trial id, whether it failed): row
+        self._ended: dict[str, bool] = {}  # trial id: whether it failed, for trials that ended in this driver
+        self._written_at: float | None = None
+        self._unwritten = False
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = False  # Ray calls this while the trial is still RUNNING
+        self._finished(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = True
+        self._finished(trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        if self._unwritten and time.monotonic() - self._written_at >= self.every_s:
+            self.write(trials)
+
+    def on_experiment_end(self, trials, **info):
+        if self._unwritten:
+            self.write(trials)
+
+    def _finished(self, trials) -> None:
+        self._unwritten = True
+        if self._written_at is None or time.monotonic() - self._written_at >= self.every_s:
+            self.write(trials)
+
+    def write(self, trials) -> None:
+        """Write the rows of every trial in ``trials`` that ended, here or before a resume."""
+        rows = []
+        for trial in trials:
+            errored = self._ended.get(trial.trial_id)
+            if errored is None and trial.status in ("TERMINATED", "ERROR"):  # ended before this driver started
+                errored = trial.status == "ERROR"
+            if errored is None:
+                continue
+            key = (trial.trial_id, errored)
+            if key not in self._rows:
+                metrics = dict(trial.last_result or {})
+                self._rows[key] = trial_row(metrics.get("trial_id") or trial.trial_id, trial.config or {}, metrics,
+                                            self._error(trial) if errored else None, trial.checkpoint)
+            rows.append(self._rows[key])
+        if rows:
+            write_results(pd.DataFrame(rows), self.results_dir)
+        self._written_at, self._unwritten = time.monotonic(), False
+
+    @staticmethod
+    def _error(trial) -> str:
+        local = Path(trial.error_file) if trial.error_file else None
+        return local.read_text() if local and local.is_file() else str(trial.get_error() or "failed")
 
 
 def check_new_results_dir(results_dir: Path) -> None:

@@ -4,7 +4,9 @@
 search's settings:
 
 - ``nsga2`` (default), ``tpe`` (multi-objective TPE, after
-  ``startup_trials`` random ones), ``random``: Optuna samplers, seeded. The
+  ``startup_trials`` random ones; fitted once per trial, on the 1000 most
+  recent trials and the older front past 1000, see ``search.tpe``),
+  ``random``: Optuna samplers, seeded. The
   search's constraints are set on each Optuna trial, where NSGA-II and TPE
   take them into account. With ``cheapest_of: k`` the sampler draws k
   candidates per parameter and keeps the one predicted cheapest
@@ -41,6 +43,7 @@ from greentune.registry import Registry
 
 from .costs import COST_ATTR, CostAwareSampler, projected_energy
 from .space import WARM_START, DefineByRun
+from .tpe import BoundedTPESampler
 
 if TYPE_CHECKING:
     from .config import SearchConfig
@@ -120,12 +123,35 @@ class GreenOptunaSearch(OptunaSearch):
         return Searcher.FINISHED
 
     def _tried_with(self, ot_trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-        """An earlier trial of the study with ``ot_trial``'s parameters, unless it failed (a failure may be retried)."""
+        """An earlier trial of the study with ``ot_trial``'s parameters, unless it failed (a failure may be retried).
+
+        Looked up by parameters (``_by_params``), not by reading the whole
+        study per draw: the first such trial, by number, that is finished,
+        stopped or running. ``ot_trial`` is recorded there for later draws.
+        """
+        index = self._params_index()
+        same = index.setdefault(params_key(ot_trial.params), [])
         tried = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-        for earlier in self._ot_study.get_trials(deepcopy=False, states=tried):
-            if earlier.number != ot_trial.number and earlier.params == ot_trial.params:
-                return earlier
-        return None
+        storage = self._ot_study._storage
+        earlier = None
+        for trial_id in same:
+            frozen = storage.get_trial(trial_id)
+            if trial_id != ot_trial._trial_id and frozen.state in tried:
+                earlier = frozen
+                break
+        if ot_trial._trial_id not in same:  # (an index built just now holds it already)
+            same.append(ot_trial._trial_id)
+        return earlier
+
+    def _params_index(self) -> dict[tuple, list[int]]:
+        """Optuna trial ids by ``params_key`` of their parameters, in trial order; built from the study when missing
+        (a searcher restored from a checkpoint of an earlier version)."""
+        if getattr(self, "_by_params", None) is None:
+            self._by_params: dict[tuple, list[int]] = {}
+            for trial in self._ot_study.get_trials(deepcopy=False):
+                if trial.params and trial.state != optuna.trial.TrialState.WAITING:
+                    self._by_params.setdefault(params_key(trial.params), []).append(trial._trial_id)
+        return self._by_params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         ot_trial = self._ot_trials.get(trial_id)
@@ -218,6 +244,23 @@ class SeedRepeater(Searcher):
         super().restore(checkpoint_path)
 
 
+def params_key(params: Mapping[str, Any]) -> tuple:
+    """A hashable form of Optuna parameters: equal keys for equal parameters.
+
+    >>> params_key({"b": [1, 2], "a": 0.5}) == params_key({"a": 0.5, "b": [1, 2]})
+    True
+    """
+    return tuple(sorted((name, _hashable(value)) for name, value in params.items()))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_hashable(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", params_key(value))
+    return value
+
+
 def _finite_mean(values: list) -> float:
     """The mean over finite values; NaN where none is (all repeats diverged)."""
     finite = [float(value) for value in values if value is not None and np.isfinite(value)]
@@ -265,7 +308,7 @@ def _nsga2(search: SearchConfig) -> Draws:
 @SEARCHERS.register("tpe")
 def _tpe(search: SearchConfig) -> Draws:
     settings = search.settings
-    return Draws(optuna.samplers.TPESampler(n_startup_trials=settings.searcher.startup_trials, seed=settings.seed))
+    return Draws(BoundedTPESampler(n_startup_trials=settings.searcher.startup_trials, seed=settings.seed))
 
 
 @SEARCHERS.register("random")

@@ -147,6 +147,10 @@ def test_killing_the_driver_and_resuming_loses_no_finished_trial(tmp_path, local
     # A trial's last result is on disk a moment before the searcher tells Optuna: the kill may fall between.
     assert len(before) <= journal_states(results).count("COMPLETE") <= len(before) + 1
     assert set(journal_states(results)) <= {"COMPLETE", "RUNNING"}
+    # The killed search left its table of the trials it had finished (written as they finish), and analyze reads it.
+    partial = pd.read_parquet(results / "results.parquet")
+    assert 1 <= len(partial) <= len(before) and set(partial["trial_id"]) <= set(before)
+    assert main(["analyze", str(results)]) == 0
 
     assert main(["resume", str(results)]) == 0  # the killed driver's process is what is lost; the resume runs here
     table = pd.read_parquet(results / "results.parquet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 
@@ -149,3 +150,95 @@ def test_every_finished_or_stopped_trial_records_what_it_would_have_cost_to_the_
 def test_tpe_samples_at_random_for_its_startup_trials():
     searcher = make_searcher(parse_search({**SPACE, "searcher": {"name": "tpe", "startup_trials": 3}}))
     assert searcher._sampler._n_startup_trials == 3
+
+
+def test_the_cost_model_kept_up_to_date_answers_as_one_that_reads_every_trial():
+    """``CostModel`` reads each trial once as the study grows; its answers are those of a fresh reading."""
+    from greentune.search.costs import CostModel
+
+    rng = np.random.default_rng(0)
+    study, distributions = study_with_costs([])
+    model = CostModel()
+    for number in range(40):
+        approach, rate = ["cheap", "dear"][number % 2], float(rng.uniform(0.1, 1.0))
+        study.add_trial(optuna.trial.create_trial(
+            params={"approach": approach, "rate": rate}, distributions=distributions,
+            values=[0.1, 1.0], user_attrs={COST_ATTR: (1 + 9 * (approach == "dear")) * rate * rng.uniform(0.5, 2)}))
+        for params, name in (({}, "approach"), ({"approach": "cheap"}, "rate"), ({"approach": "dear"}, "rate")):
+            asking = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                               distributions={key: distributions[key] for key in params})
+            asking.number = 100 + number  # a new trial asks after each one finishes
+            values = ["dear", "new", "cheap"] if name == "approach" else [0.2, 0.9]
+            expected = brute_force_log_costs(study, asking, name, distributions[name], values)
+            got = model.predict(study, asking, name, distributions[name], values)
+            assert (got is None) == (expected is None)
+            if expected is not None:
+                assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def brute_force_log_costs(study, trial, name, distribution, values):
+    """``predicted_log_costs`` as it was first written: every trial read for every question."""
+    choices = {key: value for key, value in trial.params.items()
+               if isinstance(trial.distributions[key], optuna.distributions.CategoricalDistribution)}
+    seen = [(past.params[name], math.log(past.user_attrs[COST_ATTR])) for past in study.get_trials()
+            if name in past.params and all(past.params.get(key) == value for key, value in choices.items())]
+    if not seen:
+        return None
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        average = float(np.mean([cost for _, cost in seen]))
+        return [float(np.mean([cost for value_, cost in seen if value_ == value])) if any(v == value for v, _ in seen)
+                else average for value in values]
+    x = np.log([value for value, _ in seen])
+    if len(np.unique(x)) < 2:
+        return None
+    slope, intercept = np.polyfit(x, [cost for _, cost in seen], 1)
+    return [float(slope * point + intercept) for point in np.log(values)]
+
+
+def drive(searcher, trials, *, concurrent=1):
+    """Suggest and tell ``trials`` trials, ``concurrent`` running at a time; the configurations suggested."""
+    rng = np.random.default_rng(1)
+    configs, running = [], []
+    for index in range(trials):
+        config = searcher.suggest(str(index))
+        if not isinstance(config, dict):
+            break
+        configs.append(config)
+        running.append(str(index))
+        if len(running) >= concurrent:
+            done = running.pop(int(rng.integers(len(running))))
+            searcher.on_trial_complete(done, {"quality": float(rng.uniform()), "energy_j": float(rng.uniform(1, 9)),
+                                              "complete": bool(rng.uniform() > 0.2)})
+    return configs
+
+
+TPE_SPACE = {"approaches": {"b": {}, "s": {"techniques": ["data_selection"]}, "p": {"techniques": ["random_pruning"]}},
+             "searcher": {"name": "tpe", "startup_trials": 5, "cheapest_of": 3}}
+
+
+@pytest.mark.parametrize("concurrent", [1, 3])
+def test_bounded_tpe_draws_as_optunas_tpe_within_its_history(monkeypatch, concurrent):
+    """Fitting once per trial changes no draw: the same configurations as Optuna's TPE, running trials included."""
+    from greentune.search import searchers
+
+    ours = drive(make_searcher(parse_search(TPE_SPACE)), 60, concurrent=concurrent)
+    assert isinstance(make_searcher(parse_search(TPE_SPACE))._sampler.sampler, searchers.BoundedTPESampler)
+    monkeypatch.setattr(searchers, "BoundedTPESampler", optuna.samplers.TPESampler)
+    assert drive(make_searcher(parse_search(TPE_SPACE)), 60, concurrent=concurrent) == ours
+
+
+def test_past_its_history_tpe_fits_on_the_recent_trials_and_the_older_front():
+    from greentune.search.tpe import BoundedTPESampler
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    # Trial 0 is on the front (best quality), trial 1 too (least energy), trials 2-5 are dominated by trial 0.
+    rows = [(0.9, 5.0), (0.1, 0.5), (0.5, 6.0), (0.4, 7.0), (0.3, 8.0), (0.2, 9.0)]
+    for quality, energy in rows:
+        study.add_trial(optuna.trial.create_trial(params={"x": quality}, distributions={"x": distribution},
+                                                  values=[quality, energy]))
+    sampler = BoundedTPESampler(history=2)
+    assert [trial.number for trial in sampler.fitted_on(study)] == [0, 1, 4, 5]
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.95}, distributions={"x": distribution}, values=[0.95, 1.0]))
+    assert [trial.number for trial in sampler.fitted_on(study)] == [0, 1, 5, 6]  # trial 4, now old, is dominated
+    assert [trial.number for trial in BoundedTPESampler(history=10).fitted_on(study)] == list(range(7))
