@@ -444,7 +444,10 @@ class TrialTable(Callback):
                                             self._error(trial) if errored else None, trial.checkpoint)
             rows.append(self._rows[key])
         if rows:
-            write_results(pd.DataFrame(rows), self.results_dir)
+            try:
+                write_results(pd.DataFrame(rows), self.results_dir)
+            except OSError:
+                pass  # a full or read-only results directory: ResultsWatch stops the search and says so in one line
         self._written_at, self._unwritten = time.monotonic(), False
 
     @staticmethod

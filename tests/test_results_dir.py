@@ -79,7 +79,11 @@ def tmpfs(tmp_path):
     def remount_read_only() -> None:
         subprocess.run(["mount", "--bind", str(mount), str(mount)], check=True)
         mounted.append(mount)
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=True)
+        for _ in range(50):  # the kernel refuses now and then (exit 32) while a file is being written: again shortly
+            if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"could not make {mount} read-only in 5 s")
 
     mount_with.remount_read_only = remount_read_only
     yield mount_with
@@ -139,8 +143,10 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_never_starts_over(t
 
 
 @pytest.mark.slow
-def test_a_results_directory_turned_read_only_stops_the_search_in_one_line(tmpfs, search_file):
+def test_a_results_directory_turned_read_only_stops_the_search_in_one_line(tmpfs, tmp_path):
     disk = tmpfs("size=50m")
+    search_file = tmp_path / "long.yaml"  # trials left to run well after the first finishes, while the mount turns
+    search_file.write_text(yaml.safe_dump({**SEARCH, "num_trials": 10, "train": {"steps": 400, "eval_every": 100}}))
     process = greentune("run", "--config", search_file, "--results", disk / "out")
     deadline = time.monotonic() + 300
     while not finished_on_disk(disk / "out") and time.monotonic() < deadline and process.poll() is None:
