@@ -452,8 +452,7 @@ class TrialTable(Callback):
 
     @staticmethod
     def _error(trial) -> str:
-        local = Path(trial.error_file) if trial.error_file else None
-        return local.read_text() if local and local.is_file() else str(trial.get_error() or "failed")
+        return TrialLines.error_text(trial) or "failed"
 
 
 def check_new_results_dir(results_dir: Path) -> None:
