@@ -58,7 +58,7 @@ from greentune.analysis import energy_to_reach, hypervolume_by_energy, reference
 from greentune.search.config import SearchConfig, parse_search, trial_config
 from greentune.search.presets import preset_path
 from greentune.search.costs import trial_energy
-from greentune.search.runner import evaluations_per_trial
+from greentune.search.config import evaluations_per_trial
 from greentune.search.schedulers import make_scheduler
 from greentune.search.searchers import make_searcher
 from greentune.techniques import Choice, Fixed, Float, Int

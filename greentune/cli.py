@@ -153,6 +153,12 @@ def command_validate(args: argparse.Namespace) -> int:
     _, search = api.load(args.file)
     approaches = ", ".join(approach.name for approach in search.approaches)
     print(f"{args.file}: ok ({search.settings.budgets.num_trials} trials over {approaches})")
+    if args.space:
+        rows = search.dimensions()
+        width = [max(len(row[column]) for row in rows) for column in (0, 1)]
+        print(f"{len(rows)} searched dimensions:")
+        for approach, name, domain in rows:
+            print(f"  {approach:<{width[0]}}  {name:<{width[1]}}  {domain}")
     return 0
 
 
@@ -219,9 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate", help="check a search file or preset",
-        description="Check a search file, or a preset by name: `greentune validate my-search.yaml`, `greentune validate default`.",
+        description="Check a search file, or a preset by name: `greentune validate my-search.yaml`, `greentune validate default`, "
+        "`greentune validate --space my-search.yaml` (and list what it searches).",
     )
     validate.add_argument("file", metavar="FILE_OR_PRESET")
+    validate.add_argument("--space", action="store_true", help="list every searched dimension with its domain")
     validate.set_defaults(handler=command_validate)
 
     analyze = commands.add_parser(

@@ -40,7 +40,7 @@ import yaml
 from greentune import carbon
 from greentune.analysis.constraints import Constraint
 from greentune.analysis.tables import choose_baseline
-from greentune.techniques import Choice, Fixed, Stack, available, parameter_names, technique_class
+from greentune.techniques import Choice, Fixed, Float, Int, Stack, available, parameter_names, technique_class
 from greentune.techniques.space import Param
 from greentune.trainables.tasks import create_task
 from greentune.trainables.trial import CheckpointPolicy, ConfigError, check_trial_config, reported_metrics
@@ -49,6 +49,21 @@ from .settings import FILE_FIELDS, LEGACY_SEARCHER_FIELDS, Scheduler, Settings, 
 from .trackers import missing_packages
 
 SHARED_TRIAL_FIELDS = ("task", "task_options", "train", "seed", "device", "energy", "checkpoint_every", "score")
+
+TRAIN = "train"  # the key of an approach's searched training settings in its space; Optuna names them train/lr
+# The training settings a search file may search (a range, or a list of values), each within the widest
+# domain a file may narrow it to; lr and batch_size are drawn on a log scale unless the file says log: false.
+TRAIN_DOMAINS: dict[str, Param] = {
+    "lr": Float(1e-6, 10.0, log=True),
+    "batch_size": Int(1, 65536, log=True),
+    "weight_decay": Float(0.0, 1.0),
+    "momentum": Float(0.0, 0.999),
+    "epochs": Int(1, 100_000),
+    "steps": Int(1, 1_000_000_000),
+    "precision": Choice(["fp32", "bf16"]),
+    "schedule": Choice(["constant", "cosine", "step"]),
+    "optimizer": Choice(["sgd", "adam"]),
+}
 
 
 @dataclass
@@ -97,7 +112,7 @@ class SearchConfig:
         """The fields every trial config shares, as plain values."""
         base = {key: getattr(self.settings, key) for key in SHARED_TRIAL_FIELDS}
         base.update(energy=self.settings.energy.trial_config(), score=dataclasses.asdict(self.settings.score),
-                    carbon=self.carbon_intensity().as_config())
+                    carbon=self.carbon_intensity().as_config(), train=fixed_train(self.settings.train))
         return {key: dict(value) if isinstance(value, Mapping) else value for key, value in base.items()}
 
     def carbon_intensity(self) -> carbon.Intensity:
@@ -116,6 +131,22 @@ class SearchConfig:
             return self.settings.summary.reference
         plain = [approach.name for approach in self.approaches if approach.techniques == ["baseline"]]
         return choose_baseline([approach.name for approach in self.approaches], plain)
+
+    def dimensions(self) -> list[tuple[str, str, str]]:
+        """Every searched dimension as ``(approach, "technique/parameter", domain)``, the approach itself first.
+
+        Training settings read ``train/lr``; a grid lists the values the file
+        gave (what it leaves out keeps its default).
+        """
+        grid = self.settings.searcher.name == "grid"
+        rows = [("", "approach", Choice([approach.name for approach in self.approaches]).describe())]
+        for approach in self.approaches:
+            for technique, domains in approach.space.items():
+                for parameter, domain in domains.items():
+                    if isinstance(domain, Fixed) or (grid and (technique, parameter) not in approach.given):
+                        continue
+                    rows.append((approach.name, f"{technique}/{parameter}", domain.describe()))
+        return rows
 
     def earlier_trials(self) -> list:
         """The finished and stopped trials of the ``warm_start_from`` searches that lie in this one's space."""
@@ -222,7 +253,8 @@ def parse_search(raw: Any) -> SearchConfig:
     for name in [name for name in specs if not isinstance(name, str) or not name.strip()]:
         problems.append(f"approach names must be text, like baseline-big; got {name!r} (quote it in YAML)")
         del specs[name]
-    approaches = [_parse_approach(name, spec, problems) for name, spec in specs.items()]
+    _, searched_train = split_train(settings.train, "train", problems)
+    approaches = [_parse_approach(name, spec, searched_train, problems) for name, spec in specs.items()]
     if not approaches:
         problems.append("no approaches; list some under approaches, or name techniques: [...]")
     names = [approach.name for approach in approaches]
@@ -243,8 +275,12 @@ def parse_search(raw: Any) -> SearchConfig:
         objectives = _objectives(settings.objectives, task.mode, problems)
         problems += _unreported(objectives, settings.constraints, task, approaches)
         if settings.scheduler is None:
-            settings = dataclasses.replace(settings, scheduler=_library_scheduler(settings, task, approaches))
+            settings = dataclasses.replace(settings, scheduler=_library_scheduler(settings))
         problems += _warm_start_problems(SearchConfig(approaches, objectives, settings))
+        if settings.scheduler.name == "asha" and not problems:
+            if evaluations_per_trial(SearchConfig(approaches, objectives, settings)) is None:
+                problems.append("scheduler asha counts evaluations, which trials counted in epochs do not know in "
+                                "advance; give scheduler.max_t (evaluations per trial), or use moasha")
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
@@ -271,20 +307,66 @@ def _warm_start_problems(search: SearchConfig) -> list[str]:
     return problems
 
 
-def _library_scheduler(settings: Settings, task, approaches: list[Approach]) -> Scheduler:
-    """What a file that names no scheduler gets: MO-ASHA, which the benchmark measured best, where it can
-    place its rungs; FIFO for a grid, whose every point runs to the end, and for trials counted in epochs,
-    whose number of evaluations is not known before the data is (set scheduler.max_t for MO-ASHA there)."""
-    if settings.searcher.name == "grid":
-        return Scheduler(name="fifo")
-    for approach in approaches:
-        try:
-            train = task.defaults.override({**settings.train, **approach.train})
-        except ValueError:
-            continue  # said with the approach's trial
+def _library_scheduler(settings: Settings) -> Scheduler:
+    """What a file that names no scheduler gets: MO-ASHA, which the benchmark measured best (its rungs are
+    on the fraction of training done, so trials of any length meet there); FIFO for a grid, whose every
+    point runs to the end."""
+    return Scheduler(name="fifo") if settings.searcher.name == "grid" else Scheduler()
+
+
+def split_train(train: Mapping[str, Any], where: str, problems: list[str]) -> tuple[dict[str, Any], dict[str, Param]]:
+    """A ``train`` mapping as its fixed settings and its searched dimensions (see ``TRAIN_DOMAINS``).
+
+    A mapping (``{low, high, log}``) or, for a searchable setting, a list of
+    values is a dimension; anything else is a fixed value (a list such as
+    ``lr_milestones: [60, 120]`` included). Problems name ``where``.
+    """
+    fixed, searched = {}, {}
+    for key, value in train.items():
+        if not _is_domain(key, value):
+            fixed[key] = value
+        elif key not in TRAIN_DOMAINS:
+            problems.append(f"{where}.{key} cannot be searched; searchable training settings: {', '.join(TRAIN_DOMAINS)}")
+        else:
+            try:
+                searched[key] = _narrow(TRAIN_DOMAINS[key], value)
+            except ValueError as error:
+                problems.append(f"{where}.{key}: {error}")
+    return fixed, searched
+
+
+def fixed_train(train: Mapping[str, Any]) -> dict[str, Any]:
+    """The fixed settings of a ``train`` mapping, its searched dimensions left out."""
+    return {key: value for key, value in train.items() if not _is_domain(key, value)}
+
+
+def _is_domain(key: str, value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and key in TRAIN_DOMAINS)
+
+
+def longest_training(settings: Settings, approach: Approach, task):
+    """The approach's ``TrainSettings`` at the longest its space allows: the most steps or epochs searched."""
+    train = {**fixed_train(settings.train), **approach.train}
+    for key, domain in approach.space.get(TRAIN, {}).items():
+        if key in ("steps", "epochs"):
+            train[key] = max(domain.options) if isinstance(domain, Choice) else domain.high
+    return task.defaults.override(train)
+
+
+def evaluations_per_trial(search: SearchConfig) -> int | None:
+    """How many results the longest trial reports (``scheduler.max_t`` where given); None where trials
+    count epochs, whose number of evaluations is not known before the data is loaded."""
+    scheduler = search.settings.scheduler
+    if scheduler is not None and scheduler.max_t:
+        return scheduler.max_t
+    task = create_task(search.settings.task, **dict(search.settings.task_options))
+    counts = []
+    for approach in search.approaches:
+        train = longest_training(search.settings, approach, task)
         if train.epochs is not None:
-            return Scheduler(name="fifo")
-    return Scheduler()
+            return None
+        counts.append(math.ceil(train.steps / train.eval_every))
+    return max(counts)
 
 
 def _trial_problems(settings: Settings, approaches: list[Approach], said: set) -> list[str]:
@@ -368,7 +450,8 @@ def _generated_approaches(settings: Settings, problems: list[str]) -> dict[str, 
     return generated
 
 
-def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
+def _parse_approach(name: str, spec: Any, searched_train: Mapping[str, Param], problems: list[str]) -> Approach:
+    """An approach from its spec; ``searched_train`` are the search-wide ``train`` dimensions it inherits."""
     if not isinstance(spec, dict):
         problems.append(f"approach {name!r} must be a mapping with techniques, model, params and train")
         return Approach(name, ["baseline"], None, {})
@@ -414,6 +497,11 @@ def _parse_approach(name: str, spec: Any, problems: list[str]) -> Approach:
     if not isinstance(train, dict):
         problems.append(f"approach {name!r}: train must be a mapping of settings, e.g. {{lr: 0.01}}")
         train = {}
+    train, searched = split_train(train, f"approach {name!r}: train", problems)
+    searched = {**{key: domain for key, domain in searched_train.items() if key not in train}, **searched}
+    if searched:
+        space[TRAIN] = searched
+        given |= {(TRAIN, key) for key in searched}
     model_options = spec.get("model_options") or {}
     if not isinstance(model_options, dict):
         problems.append(f"approach {name!r}: model_options must be a mapping of keyword arguments, e.g. {{num_classes: 10}}")
@@ -453,7 +541,7 @@ def first_points(entries: list, approaches: list[Approach]) -> list[dict[str, An
                         raise ValueError(f"evaluate_first: {technique}.{parameter} is fixed at {domain.value!r} in {approach.name!r}")
                     continue
                 if not domain.contains(value):
-                    raise ValueError(f"evaluate_first: {technique}.{parameter} = {value!r} is outside {domain}")
+                    raise ValueError(f"evaluate_first: {technique}.{parameter} = {value!r} is outside {domain.describe()}")
                 point[f"{technique}/{parameter}"] = value
         points.append(point)
     return points
@@ -476,7 +564,7 @@ def _narrow(domain: Param, override: Any) -> Param | Fixed:
     if isinstance(override, list) and not isinstance(domain, Choice):
         outside = [value for value in override if not domain.contains(value)]
         if outside or not override:
-            raise ValueError(f"values {outside or override} are outside {domain}")
+            raise ValueError(f"values {outside or override} are outside {domain.describe()}")
         return Choice(override)
     return domain.narrow(override)
 
@@ -529,12 +617,14 @@ def trial_config(search: SearchConfig, approach: Approach, values: Mapping[str, 
     """The trial config of ``approach`` with technique parameters ``values``."""
     config = search.trial_base()
     config.update(approach=approach.name, techniques=approach.techniques)
-    config["train"] = {**config["train"], **approach.train}
+    searched = approach.space.get(TRAIN, {})
+    train = {key: value for key, value in {**config["train"], **approach.train}.items() if key not in searched}
+    config["train"] = {**train, **values.get(TRAIN, {})}
     if approach.model is not None:
         config["model"] = approach.model
     if approach.model_options:
         config["model_options"] = dict(approach.model_options)
-    config.update({technique: dict(params) for technique, params in values.items() if params})
+    config.update({technique: dict(params) for technique, params in values.items() if params and technique != TRAIN})
     return config
 
 

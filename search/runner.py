@@ -42,7 +42,7 @@ from greentune.layout import (
 )
 from greentune.trainables.tasks import create_task
 
-from .config import SearchConfig, parse_search
+from .config import SearchConfig, evaluations_per_trial, parse_search
 from .costs import attempts_energy, trial_energy
 from .schedulers import make_scheduler
 from .settings import Resources
@@ -163,23 +163,6 @@ def _finished(folder: Path) -> bool:
         return bool(lines) and bool(json.loads(lines[-1]).get("complete"))
     except (OSError, ValueError):
         return False
-
-
-def evaluations_per_trial(search: SearchConfig) -> int:
-    """How many results a full trial reports: the schedulers' ``max_t``."""
-    scheduler = search.settings.scheduler
-    if scheduler.max_t:
-        return scheduler.max_t
-    task = search_task(search)
-    counts = []
-    for approach in search.approaches:
-        settings = task.defaults.override({**search.settings.train, **approach.train})
-        if settings.epochs is not None:
-            if scheduler.name != "fifo":
-                raise ValueError("with train.epochs set, give scheduler.max_t (evaluations per trial) explicitly")
-            return 1
-        counts.append(math.ceil(settings.steps / settings.eval_every))
-    return max(counts)
 
 
 def search_task(search: SearchConfig):

@@ -10,6 +10,11 @@ continues while its position in that order is within the top
 are broken by a ``Ranking`` strategy (crowding distance or hypervolume
 contribution).
 
+greentune's searches put the rungs on ``trained_fraction``, the share of
+its own training a trial has done, so trials that differ in length (a
+searched ``steps`` or ``epochs``) or in batch size meet at the same
+progress, not after the same number of evaluations.
+
 A rung compares trials part-way through, but the front is made of what
 trials cost at the end. With ``project_costs`` (the default), objectives
 that accumulate over training (energy, time, FLOPs) are ranked as projected
@@ -121,9 +126,10 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.project_costs = project_costs
         milestones = []
         milestone = grace_period
-        while milestone < max_t:
+        while milestone < max_t * (1 - 1e-9):
             milestones.append(milestone)
-            milestone = math.ceil(milestone * reduction_factor)
+            milestone = milestone * reduction_factor
+            milestone = math.ceil(milestone) if isinstance(grace_period, int) and isinstance(max_t, int) else milestone
         self.rungs: list[tuple[int, dict[str, np.ndarray]]] = [(m, {}) for m in reversed(milestones)]
 
     def _vector(self, result: Mapping[str, Any]) -> np.ndarray:
@@ -144,7 +150,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         if time >= self.max_t:
             return TrialScheduler.STOP
         for milestone, recorded in self.rungs:
-            if time < milestone or trial_id in recorded:
+            if time < milestone * (1 - 1e-9) or trial_id in recorded:  # 10 / 30 reaches the rung at 1/3
                 continue
             recorded[trial_id] = vector
             if not np.all(np.isfinite(vector)):
@@ -188,7 +194,7 @@ class MultiObjectiveASHA(FIFOScheduler):
             recorded.pop(trial_id, None)
 
     def debug_string(self) -> str:
-        rungs = ", ".join(f"{milestone}: {len(recorded)}" for milestone, recorded in self.rungs)
+        rungs = ", ".join(f"{milestone:.3g}: {len(recorded)}" for milestone, recorded in self.rungs)
         return f"MultiObjectiveASHA(rungs {{{rungs}}})"
 
 
@@ -196,13 +202,16 @@ SCHEDULERS: Registry = Registry("scheduler")
 
 
 @SCHEDULERS.register("fifo")
-def _fifo(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+def _fifo(settings: Scheduler, objectives: Mapping[str, str], max_t: int | None) -> TrialScheduler:
     return FIFOScheduler()
 
 
 @SCHEDULERS.register("asha")
-def _asha(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+def _asha(settings: Scheduler, objectives: Mapping[str, str], max_t: int | None) -> TrialScheduler:
     """Ray's ASHA on the scalar ``score`` every trial reports (``greentune.trainables.trial.green_score``)."""
+    if max_t is None:
+        raise ValueError("scheduler asha counts evaluations, which trials counted in epochs do not know in advance; "
+                         "give scheduler.max_t (evaluations per trial), or use moasha")
     return AsyncHyperBandScheduler(
         time_attr="training_iteration", metric="score", mode="max",
         max_t=max_t, grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
@@ -210,13 +219,20 @@ def _asha(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> Tri
 
 
 @SCHEDULERS.register("moasha")
-def _moasha(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
+def _moasha(settings: Scheduler, objectives: Mapping[str, str], max_t: int | None) -> TrialScheduler:
+    """MO-ASHA with rungs on ``trained_fraction``: where the longest trial would be after ``grace_period``
+    evaluations, then ``reduction_factor`` times further each. Where that trial's evaluations are not known
+    (trials counted in epochs), the rungs lie as if it made ``reduction_factor**3`` of them."""
+    evaluations = max_t or settings.reduction_factor ** 3
+    grace = min(settings.grace_period / evaluations, 1.0)
     return MultiObjectiveASHA(
-        objectives, max_t=max_t, grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
-        ranking=Ranking(settings.tie_break), project_costs=settings.project_costs,
+        objectives, time_attr="trained_fraction", max_t=1.0, grace_period=grace,
+        reduction_factor=settings.reduction_factor, ranking=Ranking(settings.tie_break),
+        project_costs=settings.project_costs,
     )
 
 
-def make_scheduler(settings: Scheduler, objectives: Mapping[str, str], max_t: int) -> TrialScheduler:
-    """The scheduler a search's ``scheduler`` settings name, for trials of ``max_t`` evaluations."""
+def make_scheduler(settings: Scheduler, objectives: Mapping[str, str], max_t: int | None) -> TrialScheduler:
+    """The scheduler a search's ``scheduler`` settings name, for trials whose longest makes ``max_t``
+    evaluations (None where that is not known before the data is)."""
     return SCHEDULERS.create(settings.name, settings, objectives, max_t)

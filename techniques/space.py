@@ -103,7 +103,7 @@ Param = Union[Float, Int, Choice]
 
 def _fixed(domain: Param, value: Any) -> Fixed:
     if not domain.contains(value):
-        raise ValueError(f"value {value!r} is outside {domain}")
+        raise ValueError(f"value {value!r} is outside {domain.describe()}")
     return Fixed(value)
 
 

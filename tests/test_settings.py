@@ -102,12 +102,18 @@ def test_a_file_that_names_no_searcher_gets_the_measured_default():
     assert parse_search({**SEARCH, "searcher": "tpe"}).settings.searcher.cheapest_of == 1  # what a file says, it gets
 
 
-def test_a_grid_and_trials_counted_in_epochs_run_to_the_end_by_default():
+def test_a_grid_runs_to_the_end_and_trials_counted_in_epochs_get_moasha_on_their_trained_fraction():
+    from greentune.search.config import evaluations_per_trial
+    from greentune.search.schedulers import make_scheduler
+
     grid = {"approaches": {"big": {"model": "big"}}, "searcher": "grid"}
     assert parse_search(grid).settings.scheduler == Scheduler(name="fifo")
-    epochs = {**SEARCH, "train": {"epochs": 2, "eval_every": 5}}
-    assert parse_search(epochs).settings.scheduler == Scheduler(name="fifo")
-    assert parse_search({**epochs, "scheduler": {"max_t": 4}}).settings.scheduler == Scheduler(name="moasha", max_t=4)
+    epochs = parse_search({**SEARCH, "train": {"epochs": 2, "eval_every": 5}})
+    assert epochs.settings.scheduler == Scheduler(name="moasha") and evaluations_per_trial(epochs) is None
+    scheduler = make_scheduler(epochs.settings.scheduler, epochs.objectives, evaluations_per_trial(epochs))
+    assert scheduler.time_attr == "trained_fraction" and [round(m, 4) for m, _ in scheduler.rungs] == [0.3333, 0.1111, 0.037]
+    with pytest.raises(ValueError, match="asha counts evaluations"):
+        make_scheduler(Scheduler(name="asha"), epochs.objectives, None)
 
 
 def test_the_reference_baseline_is_evaluated_first_and_never_stopped():
