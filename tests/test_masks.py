@@ -112,7 +112,7 @@ def test_a_mask_changed_in_place_or_replaced_is_what_the_next_zeroing_uses():
 # The 6x8 layer converted a row at a time, or five rows then one; the 2x6 one kept as a float mask from 40.
 @pytest.mark.parametrize("float_mask_size", [0, 40, 10**9])
 def test_every_way_of_zeroing_gives_masked_fill_values(float_mask_size, monkeypatch):
-    monkeypatch.setattr("techniques.masks.FLOAT_MASK_SIZE", float_mask_size)
+    monkeypatch.setattr("greentune.techniques.masks.FLOAT_MASK_SIZE", float_mask_size)
     model, masks = sparse_linear_model_and_masks()
     expected = [layer.weight.grad.masked_fill(~mask, 0) for layer, mask in masks]
     masks.apply_to_gradients()
