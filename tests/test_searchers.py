@@ -242,3 +242,16 @@ def test_past_its_history_tpe_fits_on_the_recent_trials_and_the_older_front():
     study.add_trial(optuna.trial.create_trial(params={"x": 0.95}, distributions={"x": distribution}, values=[0.95, 1.0]))
     assert [trial.number for trial in sampler.fitted_on(study)] == [0, 1, 5, 6]  # trial 4, now old, is dominated
     assert [trial.number for trial in BoundedTPESampler(history=10).fitted_on(study)] == list(range(7))
+
+
+@pytest.mark.parametrize("concurrent", [1, 3])
+def test_tpe_draws_the_same_from_values_kept_between_fits(monkeypatch, concurrent):
+    """Finished trials' values kept from earlier fits change no draw, past the history too (its older front)."""
+    from optuna.samplers import TPESampler
+
+    from greentune.search import tpe
+
+    monkeypatch.setattr(tpe.BoundedTPESampler.__init__, "__kwdefaults__", {"history": 20})
+    kept = drive(make_searcher(parse_search(TPE_SPACE)), 60, concurrent=concurrent)
+    monkeypatch.setattr(tpe.BoundedTPESampler, "_get_internal_repr", TPESampler._get_internal_repr)
+    assert drive(make_searcher(parse_search(TPE_SPACE)), 60, concurrent=concurrent) == kept
