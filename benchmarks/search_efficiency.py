@@ -49,6 +49,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -563,6 +564,41 @@ def plot(traces: dict[str, pd.DataFrame], path: str) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def measure(space_name: str, args: argparse.Namespace) -> pd.DataFrame:
+    """Every method's trials on one space, seed by seed, each seed's trials trained once and replayed."""
+    space = SPACES[space_name]
+    started, rows = time.monotonic(), []
+    reference_search = method_search(space, {}, 0)
+    grid = grid_configs(reference_search, space.grid_presets) + grid_points(reference_search, space.grid_points)
+    for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
+        table = TrialTable()  # one per seed: the trials' seed is the search's
+        grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
+        budget = args.budget * grid_run["spent_j"].sum()
+        rows.append(grid_run.assign(method="grid", seed=seed))
+        ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
+        for name in args.methods + ablations:
+            rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
+            print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
+    return pd.concat(rows, ignore_index=True).assign(space=space_name)
+
+
+def figures_of(space: str, reached: pd.DataFrame) -> list[tuple[str, str]]:
+    """The space's figures for the record: each method's shares of the grid, then greentune's wins and losses."""
+    figures = [(f"{space}: the grid's energy", f"{mean_std(reached[reached['method'] == 'grid']['grid_j'])} J")]
+    for method, rows in reached.groupby("method", sort=False):
+        if method != "grid":
+            figures.append((f"{space}: {method}", (
+                f"to 100%: {mean_std(rows['e100'] / rows['grid_j'])} of the grid's energy; "
+                f"to 95%: {mean_std(rows['e95'] / rows['grid_j'])}; "
+                f"hypervolume at a third of it: {mean_std(rows['third'].fillna(0.0))}; at the end: {mean_std(rows['final'])}")))
+    for other in reached["method"].unique():
+        if other not in ("greentune", "grid") and "greentune" in set(reached["method"]):
+            wins, losses, ties, p = head_to_head(reached, "greentune", other)
+            figures.append((f"{space}: greentune vs {other}, seeds won-lost-tied on energy to 100%",
+                            f"{wins}-{losses}-{ties} (sign test p = {p:.2g})"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -570,39 +606,44 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
         "--ablations", nargs="*", choices=list(ABLATIONS),
-        help="also the default preset with one idea changed at a time (teacher-student): these, or all when none is named",
+        help="also the library default with one idea changed at a time (teacher-student): these, or all when none is named",
     )
     parser.add_argument("--budget", type=float, default=1.0, help="each search's energy budget, in grid energies")
     parser.add_argument("--max-trials", type=int, default=200)
     parser.add_argument("--plot", default="search_efficiency.png")
     parser.add_argument("--out", help="write every trial's row here (parquet)")
+    parser.add_argument("--from", dest="source", metavar="PARQUET",
+                        help="summarise the trials an earlier run wrote with --out, training nothing")
+    parser.add_argument("--record", action="store_true", help="write benchmarks/results/search_efficiency.json")
+    parser.add_argument("--command", help="with --from and --record: the command that measured the trials")
+    parser.add_argument("--note", action="append", default=[], help="a sentence for the record (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a Ray Tune trial worker runs
-    all_traces, all_runs = {}, []
-    for space_name in args.spaces:
-        space = SPACES[space_name]
-        started, rows = time.monotonic(), []
-        reference_search = method_search(space, {}, 0)
-        grid = grid_configs(reference_search, space.grid_presets) + grid_points(reference_search, space.grid_points)
-        for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
-            table = TrialTable()  # one per seed: the trials' seed is the search's
-            grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
-            budget = args.budget * grid_run["spent_j"].sum()
-            rows.append(grid_run.assign(method="grid", seed=seed))
-            ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
-            for name in args.methods + ablations:
-                rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
-                print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
-        runs = pd.concat(rows, ignore_index=True).assign(space=space_name)
-        objectives = method_search(space, {}, 0).objectives
+    loaded = pd.read_parquet(args.source) if args.source else None
+    all_traces, all_runs, figures = {}, [], []
+    for space_name in loaded["space"].unique() if loaded is not None else args.spaces:
+        runs = loaded[loaded["space"] == space_name].reset_index(drop=True) if loaded is not None else measure(space_name, args)
+        objectives = method_search(SPACES[space_name], {}, 0).objectives
         reached, traces = summarise(runs, objectives)
         print_table(space_name, reached, runs, reference_point(runs[(runs["method"] == "grid") & runs["finished"]], objectives))
         print_head_to_head(reached)
-        all_traces[space_name], all_runs = traces, all_runs + [runs]
+        all_traces[space_name], all_runs, figures = traces, all_runs + [runs], figures + figures_of(space_name, reached)
     plot(all_traces, args.plot)
     print(f"\ncurves: {args.plot}")
     if args.out:
         pd.concat(all_runs, ignore_index=True).to_parquet(args.out, index=False)
+    if args.record:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from record import record
+
+        seeds = int(pd.concat(all_runs)["seed"].nunique())
+        record("search_efficiency", figures, command=args.command, notes=args.note, what=(
+            f"Energy each search spends to reach the hypervolume of a grid over published settings, per space, {seeds} "
+            "seeds; each trial measured once per seed and replayed to every method; fractions of the grid's energy, "
+            "mean ± std over the seeds that reached it (how many in brackets). greentune is the library default on "
+            "the space's search file."))
 
 
 if __name__ == "__main__":
