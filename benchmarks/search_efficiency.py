@@ -11,8 +11,10 @@ times it), stopped trials included:
 - ``…+moasha``: the same under greentune's multi-objective ASHA;
 - ``syne-tune-moasha``: Syne Tune's MOASHA (random sampling, non-dominated
   sorting) as the outside peer, driving the very same trials;
-- ``greentune``: the space's search file as it stands (for the
-  teacher–student space, the ``default`` preset).
+- ``greentune``: the library default applied to the space's search file:
+  the file with no searcher or scheduler settings, as a user writes it
+  (the teacher–student space is the ``teacher-student-search`` preset; its
+  ``evaluate_first`` of seed 000's published points is part of that file).
 
 Trials run one after another in this process through greentune's own
 training code; the searchers and schedulers are greentune's own objects
@@ -27,8 +29,10 @@ one of its ideas changed at a time (all of them when none is named). Per
 method it prints the energy at which the search first reaches 95% and
 100% of the grid's final hypervolume (mean ± std over seeds, against one
 reference point per space taken from the grid's trials), the share of it
-held at a third of the grid's energy (the target's budget), and draws the
-hypervolume-vs-energy curves into one PNG.
+held at a third of the grid's energy (the target's budget), per seed the
+wins and losses of ``greentune`` on energy to 100% against each other method
+(a seed that never reaches the target loses to one that does) with a
+two-sided sign test, and draws the hypervolume-vs-energy curves into one PNG.
 
     pip install -e ".[bench]"
     python benchmarks/search_efficiency.py [--seeds 3] [--spaces teacher-student digits-sparse] [--budget 1.0]
@@ -45,6 +49,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -66,6 +71,7 @@ from greentune.trainables.loop import TrainingDiverged
 from greentune.trainables.trial import build_training
 
 MOASHA = {"name": "moasha", "grace_period": 1, "reduction_factor": 3}
+# Every greentune searcher trains the search's reference baseline first; Syne Tune's does not.
 METHODS: dict[str, dict[str, Any]] = {
     "random": {"searcher": "random", "scheduler": {"name": "fifo"}, "evaluate_first": []},
     "nsga2": {"searcher": "nsga2", "scheduler": {"name": "fifo"}, "evaluate_first": []},
@@ -76,6 +82,58 @@ METHODS: dict[str, dict[str, Any]] = {
     "syne-tune-moasha": {"scheduler": MOASHA},
     "greentune": {},
 }
+# Two spaces nobody tuned greentune's settings on: real data, five or more approaches with a structured
+# one, training settings searched. Their grids are settings the papers publish, at the task's training.
+DIGITS_TRAIN = {"optimizer": "sgd", "momentum": 0.9, "schedule": "cosine", "steps": 1380, "eval_every": 230}
+DIGITS_STRUCTURED = {
+    "description": "digits, MLP 64-64-10, 60 epochs of SGD: dense, data selection, random pruning at init, L1 neuron "
+                   "pruning during training and Feather, with the learning rate searched for every approach",
+    "task": "digits",
+    "task_options": {"hidden": [64, 64]},
+    "train": {**DIGITS_TRAIN, "lr": {"low": 0.01, "high": 0.3}},
+    "approaches": {
+        "dense": {"techniques": ["baseline"]},
+        "data-selection": {"techniques": ["data_selection"], "params": {"data_selection": {"on_skip": "none"}}},
+        "random-pruning": {"techniques": ["random_pruning"], "params": {"random_pruning": {"sparsity": {"low": 0.5, "high": 0.95}}}},
+        # Down to a quarter of the width, on a searched schedule (the width ratio is not a searched parameter).
+        "filter-pruning": {"techniques": ["filter_pruning"], "params": {"filter_pruning": {"width_ratio": 0.25}}},
+        "feather": {"techniques": ["feather"], "params": {"feather": {"sparsity": {"low": 0.5, "high": 0.99}}}},
+    },
+    "objectives": ["quality", "energy_j"],
+}
+# Seed 000's data selection at 30%, ER pruning at 50% and filter pruning on its schedule; seed 002's
+# Feather at 90%; each at the lr the digits preset trains with.
+DIGITS_STRUCTURED_GRID = [
+    {"approach": "dense", "params": {"train": {"lr": 0.1}}},
+    {"approach": "data-selection", "params": {"data_selection": {"selectivity": 0.3}, "train": {"lr": 0.1}}},
+    {"approach": "random-pruning", "params": {"random_pruning": {"sparsity": 0.5}, "train": {"lr": 0.1}}},
+    {"approach": "filter-pruning", "params": {"train": {"lr": 0.1}}},
+    {"approach": "feather", "params": {"feather": {"sparsity": 0.9}, "train": {"lr": 0.1}}},
+]
+DIGITS_BUDGET = {
+    "description": "digits, MLP 128-128-10, Adam: dense, data selection, GMP, GraNet and L1 neuron pruning, with the "
+                   "batch size and the length of training searched for every approach",
+    "task": "digits",
+    "task_options": {"hidden": [128, 128]},
+    "train": {"optimizer": "adam", "lr": 0.001, "batch_size": {"low": 16, "high": 256},
+              "steps": {"low": 230, "high": 1150}, "eval_every": 115},
+    "approaches": {
+        "dense": {"techniques": ["baseline"]},
+        "data-selection": {"techniques": ["data_selection"]},
+        "gmp": {"techniques": ["gmp"], "params": {"gmp": {"final_sparsity": {"low": 0.5, "high": 0.99}}}},
+        "granet": {"techniques": ["granet"], "params": {"granet": {"final_sparsity": {"low": 0.5, "high": 0.99}}}},
+        "filter-pruning": {"techniques": ["filter_pruning"], "params": {"filter_pruning": {"width_ratio": 0.25}}},
+    },
+    "objectives": ["quality", "energy_j"],
+}
+# The task's own training (batch 64, 30 epochs: 690 steps) for every approach, at seed 000's data selection
+# (30%) and filter pruning schedule, and GraNet/GMP at seed 003's 90% sparsity on its MLPs.
+DIGITS_BUDGET_GRID = [
+    {"approach": name, "params": {**params, "train": {"batch_size": 64, "steps": 690}}}
+    for name, params in [("dense", {}), ("data-selection", {"data_selection": {"selectivity": 0.3}}),
+                         ("gmp", {"gmp": {"final_sparsity": 0.9}}), ("granet", {"granet": {"final_sparsity": 0.9}}),
+                         ("filter-pruning", {})]
+]
 DIGITS_SPARSE = {
     "description": "digits, MLP 64-64-64-10: dense, data selection, Feather, GraNet and GMP at high sparsity",
     "task": "digits",
@@ -91,53 +149,66 @@ DIGITS_SPARSE = {
         "gmp": {"techniques": ["gmp"], "params": {"gmp": {"final_sparsity": {"low": 0.9, "high": 0.99}}}},
     },
     "objectives": ["quality", "energy_j"],
-    # greentune's settings for it, as the default preset's: the baseline every paper compares with first.
-    "evaluate_first": ["dense"],
-    "searcher": {"name": "tpe", "cheapest_of": 3},
-    "scheduler": {**MOASHA, "max_t": 6},
 }
 
 
 @dataclass
 class Space:
-    search: dict[str, Any]  # the search file: the space and greentune's settings for it
-    grid_presets: tuple[str, ...]  # presets whose fixed approaches are the papers' points
+    search: dict[str, Any]  # the search file: the space, and what a user would write for it
+    grid_presets: tuple[str, ...] = ()  # presets whose fixed approaches are the papers' points
+    grid_points: tuple[dict, ...] = ()  # or the points themselves, as evaluate_first entries
 
 
 def preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(preset_path(name).read_text())
 
 
-DEFAULT = preset("default")
+TEACHER_STUDENT = preset("teacher-student-search")
 
 SPACES = {
-    "teacher-student": Space(DEFAULT, ("grow-prune-select-teacher-student",)),
+    "teacher-student": Space(TEACHER_STUDENT, ("grow-prune-select-teacher-student",)),
     "digits-sparse": Space(DIGITS_SPARSE, ("sparse-training-digits",)),
+    "digits-structured": Space(DIGITS_STRUCTURED, grid_points=tuple(DIGITS_STRUCTURED_GRID)),
+    "digits-budget": Space(DIGITS_BUDGET, grid_points=tuple(DIGITS_BUDGET_GRID)),
 }
 
 
-# The default preset's settings, with one idea changed at a time: kept only where they measured better
-# (the last five are variations of its settings that did not).
+# The library default on the teacher-student search, with one idea changed at a time: kept only where they
+# measured better (the last five are variations of its settings that did not).
+DEFAULT = TEACHER_STUDENT
 ABLATIONS = {
     "greentune-no-warm-start": {"evaluate_first": []},
     "greentune-no-moasha": {"scheduler": {"name": "fifo"}},
-    "greentune-random-sampler": {"searcher": "random"},
+    "greentune-random-sampler": {"searcher": {"name": "random", "cheapest_of": 3}},
     "greentune-all-published": {"evaluate_first": DEFAULT["evaluate_first"] + [
         {"approach": "random-pruning", "params": {"random_pruning": {"sparsity": 0.5, "distribution": "er"}}},
         "baseline-small", "baseline-big",
     ]},
-    "greentune-no-projection": {"scheduler": {**DEFAULT["scheduler"], "project_costs": False}},
-    "greentune-not-cost-aware": {"searcher": {"cheapest_of": 1}},
+    "greentune-no-projection": {"scheduler": {"name": "moasha", "project_costs": False}},
+    "greentune-not-cost-aware": {"searcher": {"name": "tpe", "cheapest_of": 1}},
     "greentune-linear-selectivity": {"approaches": {**DEFAULT["approaches"], "data-selection": {
         **DEFAULT["approaches"]["data-selection"], "params": {"data_selection": {"selectivity": {"low": 0.1, "high": 1.0}, "on_skip": "last"}}}}},
     "greentune-ds30-only": {"evaluate_first": DEFAULT["evaluate_first"][:1]},
-    "greentune-cheapest-5": {"searcher": {"cheapest_of": 5}},
-    "greentune-rf2": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 2}},
-    "greentune-rf4": {"scheduler": {**DEFAULT["scheduler"], "reduction_factor": 4}},
-    "greentune-startup-5": {"searcher": {"startup_trials": 5}},
+    "greentune-cheapest-5": {"searcher": {"name": "tpe", "cheapest_of": 5}},
+    "greentune-rf2": {"scheduler": {"name": "moasha", "reduction_factor": 2}},
+    "greentune-rf4": {"scheduler": {"name": "moasha", "reduction_factor": 4}},
+    "greentune-startup-5": {"searcher": {"name": "tpe", "cheapest_of": 3, "startup_trials": 5}},
 }
 
 # --- the papers' points, as trial configs of the space ---
+
+
+def grid_points(search: SearchConfig, points: tuple[dict, ...]) -> list[dict]:
+    """The trial configs of ``evaluate_first``-style points (training settings under ``params.train``)."""
+    configs = []
+    for point in points:
+        approach = next(approach for approach in search.approaches if approach.name == point["approach"])
+        values = {technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
+                  for technique, domains in approach.space.items()}
+        for technique, given in point.get("params", {}).items():
+            values[technique] = {**values.get(technique, {}), **given}
+        configs.append(trial_config(search, approach, values))
+    return configs
 
 
 def grid_configs(search: SearchConfig, grid_presets: tuple[str, ...]) -> list[dict]:
@@ -211,7 +282,7 @@ class Greentune:
 class SyneTuneMOASHA:
     """Syne Tune's MOASHA over a flat version of the space: the approach, then every approach's parameters."""
 
-    def __init__(self, search: SearchConfig, seed: int):
+    def __init__(self, search: SearchConfig, seed: int, grid: list[dict]):
         from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA as SyneMOASHA
 
         np.random.seed(seed)  # Syne Tune samples configurations and brackets from numpy's global generator
@@ -219,7 +290,7 @@ class SyneTuneMOASHA:
         settings = search.settings.scheduler
         self.scheduler = SyneMOASHA(
             flat_space(search), metrics=[f"minimised/{name}" for name in search.objectives], do_minimize=True,
-            max_t=evaluations_per_trial(search), grace_period=settings.grace_period,
+            max_t=evaluations_per_trial(search) or evaluations_built(grid), grace_period=settings.grace_period,
             reduction_factor=settings.reduction_factor, random_seed=seed,
         )
         self.trials: dict[str, Any] = {}
@@ -243,6 +314,16 @@ class SyneTuneMOASHA:
             self.scheduler.on_trial_error(self.trials[trial_id])
         elif result.get("complete") and np.isfinite(result.get("quality", np.nan)):
             self.scheduler.on_trial_complete(self.trials[trial_id], self._minimised(result))
+
+
+def evaluations_built(configs: list[dict]) -> int:
+    """The most evaluations any of ``configs`` makes, from its training as built (trials counted in epochs)."""
+    counts = []
+    for config in configs:
+        training = build_training(config)
+        counts.append(-(-training.total_steps // training.settings.eval_every))
+        training.meter.close()
+    return max(counts)
 
 
 def flat_space(search: SearchConfig) -> dict[str, Any]:
@@ -366,19 +447,12 @@ def run(method, table: TrialTable, budget_j: float, max_trials: int) -> pd.DataF
 
 
 def method_search(space: Space, overrides: dict[str, Any], seed: int) -> SearchConfig:
-    raw = {**copy.deepcopy(space.search), **copy.deepcopy(overrides), "seed": seed}
+    """The space's search file without its searcher and scheduler settings (what the library then chooses),
+    with a method's own."""
+    raw = {key: value for key, value in copy.deepcopy(space.search).items() if key not in ("searcher", "scheduler")}
+    raw = {**raw, **copy.deepcopy(overrides), "seed": seed}
     raw.pop("description", None)
-    if "searcher" in overrides:  # a method names its searcher; the space's searcher options (cheapest_of) stay
-        named = overrides["searcher"]
-        raw["searcher"] = {**as_mapping(space.search.get("searcher", {})), **as_mapping(named)}
-    if "max_t" in space.search.get("scheduler", {}) and raw["scheduler"].get("name") != "fifo":
-        raw["scheduler"] = {**raw["scheduler"], "max_t": space.search["scheduler"]["max_t"]}
     return parse_search(raw)
-
-
-def as_mapping(searcher: str | dict) -> dict:
-    """A searcher given by name alone, as the mapping it stands for."""
-    return {"name": searcher} if isinstance(searcher, str) else dict(searcher)
 
 
 def make_method(name: str, space: Space, seed: int, grid: list[dict]):
@@ -386,7 +460,7 @@ def make_method(name: str, space: Space, seed: int, grid: list[dict]):
     if name == "grid":
         return Grid([{**config, "seed": seed} for config in grid], seed)
     if name == "syne-tune-moasha":
-        return SyneTuneMOASHA(search, seed)
+        return SyneTuneMOASHA(search, seed, grid)
     return Greentune(search)
 
 
@@ -438,6 +512,30 @@ def print_table(space: str, reached: pd.DataFrame, runs: pd.DataFrame, reference
               f"{mean_std(rows['third'].fillna(0.0)):>21}{mean_std(rows['final']):>18}{trials:>8.1f}")
 
 
+def head_to_head(reached: pd.DataFrame, method: str, other: str, column: str = "e100") -> tuple[int, int, int, float]:
+    """Seeds on which ``method`` needs less energy than ``other`` to reach the target (wins), more (losses), or the
+    same (ties, never reaching it included), and the two-sided sign test's p-value over the seeds that differ."""
+    from scipy.stats import binomtest
+
+    mine = reached[reached["method"] == method].set_index("seed")[column].fillna(np.inf)
+    theirs = reached[reached["method"] == other].set_index("seed")[column].fillna(np.inf).reindex(mine.index)
+    wins, losses = int((mine < theirs).sum()), int((mine > theirs).sum())
+    ties = len(mine) - wins - losses
+    return wins, losses, ties, binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+
+
+def print_head_to_head(reached: pd.DataFrame, method: str = "greentune") -> None:
+    if method not in set(reached["method"]):
+        return
+    for column, target in (("e100", "100%"), ("e95", "95%")):
+        cells = []
+        for other in reached["method"].unique():
+            if other not in (method, "grid"):
+                wins, losses, ties, p = head_to_head(reached, method, other, column)
+                cells.append(f"{other} {wins}-{losses}-{ties} (p={p:.2g})")
+        print(f"{method} vs, on energy to {target} (wins-losses-ties over seeds, sign test): " + "; ".join(cells))
+
+
 def plot(traces: dict[str, pd.DataFrame], path: str) -> None:
     import matplotlib
 
@@ -466,6 +564,41 @@ def plot(traces: dict[str, pd.DataFrame], path: str) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def measure(space_name: str, args: argparse.Namespace) -> pd.DataFrame:
+    """Every method's trials on one space, seed by seed, each seed's trials trained once and replayed."""
+    space = SPACES[space_name]
+    started, rows = time.monotonic(), []
+    reference_search = method_search(space, {}, 0)
+    grid = grid_configs(reference_search, space.grid_presets) + grid_points(reference_search, space.grid_points)
+    for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
+        table = TrialTable()  # one per seed: the trials' seed is the search's
+        grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
+        budget = args.budget * grid_run["spent_j"].sum()
+        rows.append(grid_run.assign(method="grid", seed=seed))
+        ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
+        for name in args.methods + ablations:
+            rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
+            print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
+    return pd.concat(rows, ignore_index=True).assign(space=space_name)
+
+
+def figures_of(space: str, reached: pd.DataFrame) -> list[tuple[str, str]]:
+    """The space's figures for the record: each method's shares of the grid, then greentune's wins and losses."""
+    figures = [(f"{space}: the grid's energy", f"{mean_std(reached[reached['method'] == 'grid']['grid_j'])} J")]
+    for method, rows in reached.groupby("method", sort=False):
+        if method != "grid":
+            figures.append((f"{space}: {method}", (
+                f"to 100%: {mean_std(rows['e100'] / rows['grid_j'])} of the grid's energy; "
+                f"to 95%: {mean_std(rows['e95'] / rows['grid_j'])}; "
+                f"hypervolume at a third of it: {mean_std(rows['third'].fillna(0.0))}; at the end: {mean_std(rows['final'])}")))
+    for other in reached["method"].unique():
+        if other not in ("greentune", "grid") and "greentune" in set(reached["method"]):
+            wins, losses, ties, p = head_to_head(reached, "greentune", other)
+            figures.append((f"{space}: greentune vs {other}, seeds won-lost-tied on energy to 100%",
+                            f"{wins}-{losses}-{ties} (sign test p = {p:.2g})"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -473,37 +606,44 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
         "--ablations", nargs="*", choices=list(ABLATIONS),
-        help="also the default preset with one idea changed at a time (teacher-student): these, or all when none is named",
+        help="also the library default with one idea changed at a time (teacher-student): these, or all when none is named",
     )
     parser.add_argument("--budget", type=float, default=1.0, help="each search's energy budget, in grid energies")
     parser.add_argument("--max-trials", type=int, default=200)
     parser.add_argument("--plot", default="search_efficiency.png")
     parser.add_argument("--out", help="write every trial's row here (parquet)")
+    parser.add_argument("--from", dest="source", metavar="PARQUET",
+                        help="summarise the trials an earlier run wrote with --out, training nothing")
+    parser.add_argument("--record", action="store_true", help="write benchmarks/results/search_efficiency.json")
+    parser.add_argument("--command", help="with --from and --record: the command that measured the trials")
+    parser.add_argument("--note", action="append", default=[], help="a sentence for the record (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a Ray Tune trial worker runs
-    all_traces, all_runs = {}, []
-    for space_name in args.spaces:
-        space = SPACES[space_name]
-        started, rows = time.monotonic(), []
-        grid = grid_configs(method_search(space, {}, 0), space.grid_presets)
-        for seed in range(args.seeds):  # methods interleaved, so machine load falls on all alike
-            table = TrialTable()  # one per seed: the trials' seed is the search's
-            grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
-            budget = args.budget * grid_run["spent_j"].sum()
-            rows.append(grid_run.assign(method="grid", seed=seed))
-            ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
-            for name in args.methods + ablations:
-                rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
-                print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
-        runs = pd.concat(rows, ignore_index=True).assign(space=space_name)
-        objectives = method_search(space, {}, 0).objectives
+    loaded = pd.read_parquet(args.source) if args.source else None
+    all_traces, all_runs, figures = {}, [], []
+    for space_name in loaded["space"].unique() if loaded is not None else args.spaces:
+        runs = loaded[loaded["space"] == space_name].reset_index(drop=True) if loaded is not None else measure(space_name, args)
+        objectives = method_search(SPACES[space_name], {}, 0).objectives
         reached, traces = summarise(runs, objectives)
         print_table(space_name, reached, runs, reference_point(runs[(runs["method"] == "grid") & runs["finished"]], objectives))
-        all_traces[space_name], all_runs = traces, all_runs + [runs]
+        print_head_to_head(reached)
+        all_traces[space_name], all_runs, figures = traces, all_runs + [runs], figures + figures_of(space_name, reached)
     plot(all_traces, args.plot)
     print(f"\ncurves: {args.plot}")
     if args.out:
         pd.concat(all_runs, ignore_index=True).to_parquet(args.out, index=False)
+    if args.record:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from record import record
+
+        seeds = int(pd.concat(all_runs)["seed"].nunique())
+        record("search_efficiency", figures, command=args.command, notes=args.note, what=(
+            f"Energy each search spends to reach the hypervolume of a grid over published settings, per space, {seeds} "
+            "seeds; each trial measured once per seed and replayed to every method; fractions of the grid's energy, "
+            "mean ± std over the seeds that reached it (how many in brackets). greentune is the library default on "
+            "the space's search file."))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ per problem on stderr and exit code 2, with no traceback unless ``--debug``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -281,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             args = build_parser().parse_args(argv)
-            return args.handler(args)
+            code = args.handler(args)
+            sys.stdout.flush()  # a reader that closed the pipe is met here, not in the interpreter's exit
+            return code
         except UsageError as error:
             if debug:
                 raise
@@ -291,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("greentune: interrupted; finished trials are kept in the results directory", file=sys.stderr)
             return INTERRUPTED
+        except BrokenPipeError:  # `greentune analyze DIR | head` closed the pipe: what was asked for is printed
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
+            return 0
 
 
 if __name__ == "__main__":

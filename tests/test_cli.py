@@ -139,3 +139,12 @@ def test_run_prints_its_first_line_before_importing_torch_ray_or_pandas():
     lines = result.stdout.splitlines()
     assert lines[0] == "greentune: starting 'default' (loading PyTorch and Ray)", result.stdout + result.stderr
     assert lines[1] == "loaded before the first line: []"
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    # `greentune techniques | head -1`: the pipe is closed before greentune writes to it.
+    process = subprocess.Popen([sys.executable, "-m", "greentune", "techniques"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 0 and errors.decode() == ""

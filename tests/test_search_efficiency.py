@@ -63,3 +63,33 @@ def test_the_grid_is_the_presets_published_points_in_the_searched_space(efficien
     assert ("random-pruning", str({"sparsity": 0.5, "distribution": "er"})) in points
     gradmax = next(config for config in configs if config["approach"] == "gradmax")
     assert gradmax["model"] == "small" and gradmax["gradmax"]["steps"] == 5
+
+
+def test_the_greentune_method_is_the_library_default_on_the_spaces_file(efficiency):
+    from greentune.search.settings import LIBRARY_SEARCHER, Scheduler
+
+    for space in efficiency.SPACES.values():
+        search = efficiency.method_search(space, efficiency.METHODS["greentune"], 0)
+        assert search.settings.searcher == LIBRARY_SEARCHER and search.settings.scheduler == Scheduler()
+    random = efficiency.method_search(efficiency.SPACES["teacher-student"], efficiency.METHODS["random"], 0)
+    assert random.settings.searcher.name == "random" and random.settings.searcher.cheapest_of == 1
+
+
+def test_the_new_spaces_search_training_settings_and_their_grids_keep_what_the_space_fixes(efficiency):
+    space = efficiency.SPACES["digits-structured"]
+    search = efficiency.method_search(space, {}, 0)
+    assert all("lr" in approach.space["train"] for approach in search.approaches)
+    configs = efficiency.grid_points(search, space.grid_points)
+    selection = next(config for config in configs if config["approach"] == "data-selection")
+    assert selection["data_selection"] == {"on_skip": "none", "selectivity": 0.3} and selection["train"]["lr"] == 0.1
+    budget = efficiency.method_search(efficiency.SPACES["digits-budget"], {}, 0)
+    assert {"batch_size", "steps"} <= set(budget.approaches[0].space["train"])
+
+
+def test_head_to_head_counts_a_seed_that_never_reaches_the_target_as_a_loss(efficiency):
+    reached = pd.DataFrame({
+        "method": ["greentune"] * 4 + ["random"] * 4, "seed": [0, 1, 2, 3] * 2,
+        "e100": [1.0, 2.0, float("nan"), float("nan"), 2.0, 1.0, 5.0, float("nan")],
+    })
+    wins, losses, ties, p = efficiency.head_to_head(reached, "greentune", "random")
+    assert (wins, losses, ties) == (1, 2, 1) and p == pytest.approx(1.0)

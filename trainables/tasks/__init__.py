@@ -29,7 +29,9 @@ class TrainSettings:
     """How a task trains by default; every field can be overridden per trial.
 
     ``steps`` counts optimizer steps (iterations); when ``epochs`` is set it
-    wins and is converted with the number of batches per epoch. The
+    wins and is converted with the number of batches per epoch. Overriding
+    ``steps`` alone clears a default ``epochs``: a file that asks for 1000
+    steps on a task that trains 30 epochs by default gets 1000 steps. The
     ``step`` schedule multiplies the learning rate by ``lr_gamma`` at each
     of ``lr_milestones`` (epochs), as the papers' staged decays do
     (``torch.optim.lr_scheduler.MultiStepLR``).
@@ -52,6 +54,8 @@ class TrainSettings:
     compile: bool = False  # training forward passes through torch.compile, which pays on some models and not others
 
     def override(self, changes: Mapping[str, Any]) -> "TrainSettings":
+        if "steps" in changes and "epochs" not in changes:  # steps asked for win over a task's default epochs
+            changes = {**changes, "epochs": None}
         fields = {field.name for field in dataclasses.fields(self)}
         unknown = sorted(set(changes) - fields)
         if unknown:
