@@ -243,5 +243,10 @@ class Stack(Technique):
             model = member.export(model)
         return model
 
+    def __getstate__(self) -> dict:
+        # The merged densities are a cache (and ``ALL_DENSE``, a read-only view, does not pickle): a
+        # checkpointed stack merges them again after it is loaded.
+        return {key: value for key, value in self.__dict__.items() if key != "_densities"}
+
     def __repr__(self) -> str:
         return f"Stack({self.members!r})"

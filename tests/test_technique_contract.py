@@ -77,6 +77,23 @@ def test_a_checkpoint_mid_run_resumes_to_the_same_result(name, tmp_path):
     assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
 
 
+def test_a_stack_of_techniques_checkpoints_mid_run_and_resumes_to_the_same_result(tmp_path):
+    # A structured technique (whose densities are all dense) under a data selection: Ray Tune checkpoints it.
+    def stacked():
+        return make_training(techniques.create(["filter_pruning", "data_selection"]), model="big", steps=70, eval_every=35)
+
+    expected = run_to_end(stacked())[-1]
+    first = stacked()
+    next(first.evaluations())
+    first.save(tmp_path / "training.pt")
+    resumed = stacked()
+    resumed.load(tmp_path / "training.pt")
+    final = run_to_end(resumed)[-1]
+    start = sum(parameter.numel() for parameter in stacked().model.parameters())
+    assert final["step"] == 70 and final["params_total"] == expected["params_total"] < start  # pruned, and kept so
+    assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
+
+
 @pytest.mark.parametrize("name", REGISTERED)
 def test_export_gives_a_working_module(name):
     training = build(name, steps=20, eval_every=20)
