@@ -18,7 +18,7 @@ import pandas as pd
 
 from .labels import NAMES, Labels
 from .pareto import fronts_by, pareto_front
-from .tables import technique_parameters
+from .tables import searched_parameters
 
 # Tableau's ten categorical colours, then repeats.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
@@ -208,7 +208,7 @@ def _positive(values: pd.Series) -> bool:
 
 
 def _hover(frame: pd.DataFrame) -> list[str]:
-    parameters = technique_parameters(frame)
+    parameters = searched_parameters(frame)
     labels = []
     for _, row in frame.iterrows():
         details = [f"{column.split('/')[-1]}={row[column]:.3g}" if isinstance(row[column], float) else f"{column.split('/')[-1]}={row[column]}"

@@ -24,13 +24,14 @@ ROW_CHOICES = ("knee", "front", "all")
 COSTS = ("time_s", "energy_j", "co2_g", "flops")
 
 
-def technique_parameters(frame: pd.DataFrame) -> list[str]:
-    """``config/<technique>/<parameter>`` columns of the frame's techniques that hold a value somewhere.
+def searched_parameters(frame: pd.DataFrame) -> list[str]:
+    """``config/<technique>/<parameter>`` columns of the frame's techniques that hold a value somewhere, and
+    ``config/train/<setting>`` columns whose value differs between rows (training settings a search drew).
 
     >>> frame = pd.DataFrame({"techniques": ["data_selection", "baseline"], "config/data_selection/selectivity": [0.5, None],
-    ...                       "config/score/weight": [0.1, 0.1]})
-    >>> technique_parameters(frame)
-    ['config/data_selection/selectivity']
+    ...                       "config/score/weight": [0.1, 0.1], "config/train/lr": [0.1, 0.01], "config/train/steps": [9, 9]})
+    >>> searched_parameters(frame)
+    ['config/data_selection/selectivity', 'config/train/lr']
     """
     names = set()
     if "techniques" in frame.columns:
@@ -38,14 +39,14 @@ def technique_parameters(frame: pd.DataFrame) -> list[str]:
             names.update(value.split("+"))
     return [
         column for column in frame.columns
-        if column.startswith("config/") and column.count("/") == 2 and column.split("/")[1] in names
-        and frame[column].notna().any()
+        if column.startswith("config/") and column.count("/") == 2 and frame[column].notna().any()
+        and (column.split("/")[1] in names or (column.split("/")[1] == "train" and frame[column].astype(str).nunique() > 1))
     ]
 
 
 def front_columns(front: pd.DataFrame, objectives: Mapping[str, str]) -> list[str]:
     """What to show of front rows: the approach, its parameters, the objectives and the costs."""
-    columns = ["approach", *technique_parameters(front), *objectives, "energy_source", "co2_g", "carbon_source", "time_s", "flops", "flops_sparse", "params"]
+    columns = ["approach", *searched_parameters(front), *objectives, "energy_source", "co2_g", "carbon_source", "time_s", "flops", "flops_sparse", "params"]
     return list(dict.fromkeys(column for column in columns if column in front.columns))
 
 
@@ -151,7 +152,7 @@ def _knees(configurations: pd.DataFrame, objectives: Mapping[str, str], by: str)
 
 
 def _compare(chosen: pd.DataFrame, reference: pd.Series, mode: str, quality: str, by: str) -> pd.DataFrame:
-    parameters = technique_parameters(chosen)
+    parameters = searched_parameters(chosen)
     table = pd.DataFrame({
         by: chosen[by].astype(str),
         "configuration": [_describe(row, parameters) for _, row in chosen.iterrows()],
