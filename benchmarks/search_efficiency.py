@@ -575,7 +575,9 @@ def measure(space_name: str, args: argparse.Namespace) -> pd.DataFrame:
         grid_run = run(make_method("grid", space, seed, grid), table, np.inf, len(grid))
         budget = args.budget * grid_run["spent_j"].sum()
         rows.append(grid_run.assign(method="grid", seed=seed))
-        ablations = (args.ablations or list(ABLATIONS)) if args.ablations is not None and space.search is DEFAULT else []
+        named = (args.ablations or list(ABLATIONS)) if args.ablations is not None else []
+        # Ablations of the searcher or scheduler apply to every space; the rest name teacher-student's approaches.
+        ablations = [name for name in named if space.search is DEFAULT or set(ABLATIONS[name]) <= {"searcher", "scheduler"}]
         for name in args.methods + ablations:
             rows.append(run(make_method(name, space, seed, grid), table, budget, args.max_trials).assign(method=name, seed=seed))
             print(f"  {space_name} seed {seed}: {name} done ({time.monotonic() - started:.0f} s)", flush=True)
@@ -606,7 +608,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
         "--ablations", nargs="*", choices=list(ABLATIONS),
-        help="also the library default with one idea changed at a time (teacher-student): these, or all when none is named",
+        help="also the library default with one idea changed at a time: these, or all when none is named (those that "
+             "change the searcher or scheduler on every space, the rest on teacher-student)",
     )
     parser.add_argument("--budget", type=float, default=1.0, help="each search's energy budget, in grid energies")
     parser.add_argument("--max-trials", type=int, default=200)
