@@ -49,6 +49,18 @@ def run_to_end(training: Training) -> list[dict]:
     return list(training.evaluations())
 
 
+def uninterrupted_and_resumed(build, path) -> tuple[dict, dict]:
+    """The last results of a run of ``build()`` to the end, and of one checkpointed to ``path`` after its
+    first evaluation and continued by a new ``build()`` that loads it."""
+    expected = run_to_end(build())[-1]
+    first = build()
+    next(first.evaluations())
+    first.save(path)
+    resumed = build()
+    resumed.load(path)
+    return expected, run_to_end(resumed)[-1]
+
+
 def write_cifar(root, monkeypatch, dataset="cifar10", per_file=8, classes=10):
     """Tiny batches in torchvision's layout; the class's checksums are pointed at them."""
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[dataset]

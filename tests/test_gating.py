@@ -17,7 +17,7 @@ from greentune.trainables.loop import Training
 from greentune.trainables.models import create_model
 from greentune.trainables.tasks import create_task
 
-from helpers import make_training, run_to_end
+from helpers import make_training, run_to_end, uninterrupted_and_resumed
 
 
 def test_ste_forward_is_eq4_and_backward_passes_gradient_only_inside_the_insensitive_region():
@@ -202,13 +202,7 @@ def test_layer_gating_trains_a_resnet_on_synthetic_images_and_resumes_from_a_che
         technique = techniques.create(["gating"], {"gating": {"granularity": "layer", "act_weight": 0.5}})
         return Training(task, technique, settings, model="gated_resnet8", seed=0, meter=EnergyMeter([CpuTimeEstimate()]))
 
-    expected = run_to_end(build())[-1]
-    first = build()
-    next(first.evaluations())
-    first.save(tmp_path / "training.pt")
-    resumed = build()
-    resumed.load(tmp_path / "training.pt")
-    final = run_to_end(resumed)[-1]
+    expected, final = uninterrupted_and_resumed(build, tmp_path / "training.pt")
     assert [final[f"gate_rate_{index}"] for index in range(3)] == [expected[f"gate_rate_{index}"] for index in range(3)]
     assert final["quality"] == expected["quality"] and final["export_flops"] == expected["export_flops"]
 

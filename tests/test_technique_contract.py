@@ -22,7 +22,7 @@ from greentune.techniques import Choice, declared_reports
 from greentune.trainables.shared_model import load_shared_model
 from greentune.trainables.trial import TRAINABLE_METRICS, TRIAL_METRICS, reported_metrics
 
-from helpers import make_training, run_to_end
+from helpers import make_training, run_to_end, uninterrupted_and_resumed
 
 REGISTERED = sorted(techniques.available())
 START_MODEL = {"gradmax": "small"}  # growing needs room to grow into; the rest start from baseline big
@@ -65,13 +65,7 @@ def test_the_metrics_it_reports_are_the_ones_it_declares(name):
 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_a_checkpoint_mid_run_resumes_to_the_same_result(name, tmp_path):
-    expected = run_to_end(build(name, steps=70, eval_every=35))[-1]
-    first = build(name, steps=70, eval_every=35)
-    next(first.evaluations())
-    first.save(tmp_path / "training.pt")
-    resumed = build(name, steps=70, eval_every=35)
-    resumed.load(tmp_path / "training.pt")
-    final = run_to_end(resumed)[-1]
+    expected, final = uninterrupted_and_resumed(lambda: build(name, steps=70, eval_every=35), tmp_path / "training.pt")
     assert final["step"] == 70
     assert final["params"] == expected["params"] and final["params_total"] == expected["params_total"]
     assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
@@ -82,13 +76,7 @@ def test_a_stack_of_techniques_checkpoints_mid_run_and_resumes_to_the_same_resul
     def stacked():
         return make_training(techniques.create(["filter_pruning", "data_selection"]), model="big", steps=70, eval_every=35)
 
-    expected = run_to_end(stacked())[-1]
-    first = stacked()
-    next(first.evaluations())
-    first.save(tmp_path / "training.pt")
-    resumed = stacked()
-    resumed.load(tmp_path / "training.pt")
-    final = run_to_end(resumed)[-1]
+    expected, final = uninterrupted_and_resumed(stacked, tmp_path / "training.pt")
     start = sum(parameter.numel() for parameter in stacked().model.parameters())
     assert final["step"] == 70 and final["params_total"] == expected["params_total"] < start  # pruned, and kept so
     assert final["quality"] == pytest.approx(expected["quality"], rel=1e-6)
