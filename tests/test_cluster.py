@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -194,7 +195,13 @@ def test_greentune_run_against_a_running_ray_head(tmp_path, no_local_ray, capsys
         command = [sys.executable, "-m", "greentune.cli", "run", "--config", str(config),
                    "--results", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"]
         deadline = time.monotonic() + 120
-        while True:  # the head takes a few seconds to come up
+        # The head takes a few seconds to come up: wait for its port here, where each try of the command
+        # costs a new interpreter that loads PyTorch and Ray before it finds nothing listening.
+        while time.monotonic() < deadline and head.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        while True:  # listening is not yet serving: a try may still fail, and is repeated
             result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
             if result.returncode == 0 or time.monotonic() > deadline:
                 break
