@@ -84,10 +84,11 @@ def run_search(
             num_samples=search.settings.budgets.num_trials * search.settings.repeats,
             max_concurrent_trials=_concurrency(search, resources),
             time_budget_s=search.settings.budgets.time_budget_s,
-            # Workers are reused only on a Ray started here, one node that lives and dies with the search.
-            # On a cluster each trial starts its own: Ray Tune 2.60 errors a trial for good, whatever
-            # ``retries`` says, when its node dies while a reused worker is being reset for it.
-            reuse_actors=started_here,
+            # Workers are reused only on one node that this process started (here, or by an earlier
+            # ray.init of its own), which lives as long as the search. On a cluster each trial starts its
+            # own: Ray Tune 2.60 errors a trial for good, whatever ``retries`` says, when its node dies
+            # while a reused worker is being reset for it.
+            reuse_actors=started_here or _own_single_node(),
         ),
         run_config=_run_config(search, results_dir, storage, watch),
     )
@@ -306,6 +307,22 @@ def _check_reachable(address: str | None) -> None:
             f"could not connect to the Ray cluster at {address}: {error.strerror or error} "
             "(is `ray start --head` running there, and the port open to you?)"
         ) from None
+
+
+def _own_single_node() -> bool:
+    """Whether the Ray this process is connected to is one node that this process started (``ray.init(address="local")``).
+
+    A notebook's or a test's own Ray is one machine, as one started by the
+    search is; a connection to a running head (a cluster, or ``ray start``
+    on this machine) is not.
+    """
+    import ray
+
+    try:
+        node = ray._private.worker._global_node  # private: should a later Ray move it, trials just start their own workers
+        return bool(node is not None and node.head) and sum(item["Alive"] for item in ray.nodes()) == 1
+    except Exception:
+        return False
 
 
 def _cluster_resources() -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 Ray 2.60 binds its GCS, raylet and worker gRPC ports on every interface, with no
 authentication (the ShadowRay attacks, CVE-2023-48022). The search runs in a
-subprocess, so that this process's own Ray does not stand in for the one it starts.
+subprocess, so that this process's own Ray does not stand in for the one it starts; the two
+tests' searches run at once.
 """
 
 from __future__ import annotations
@@ -50,13 +51,26 @@ SEARCH_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def listening_addresses(tmp_path, mode: str) -> list[str]:
-    script = tmp_path / "search.py"
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory) -> dict[str, subprocess.Popen]:
+    """Both searches at once, each in its own process: most of either is a Ray starting, which waits as much as it computes."""
+    root = tmp_path_factory.mktemp("loopback")
+    script = root / "search.py"
     script.write_text(SEARCH_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / mode), mode],
-                          capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("LISTENING ")]
-    assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-3000:]
+    running = {mode: subprocess.Popen([sys.executable, str(script), str(root / mode), mode],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for mode in ("now", "as-before")}
+    yield running
+    for process in running.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def listening_addresses(searches, mode: str) -> list[str]:
+    stdout, stderr = searches[mode].communicate(timeout=300)
+    lines = [line for line in stdout.splitlines() if line.startswith("LISTENING ")]
+    assert searches[mode].returncode == 0 and lines, stdout[-2000:] + stderr[-3000:]
     return json.loads(lines[-1].removeprefix("LISTENING "))
 
 
@@ -68,13 +82,13 @@ def is_loopback(address: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_local_search_listens_on_loopback_only(tmp_path):
-    addresses = listening_addresses(tmp_path, "now")
+def test_a_local_search_listens_on_loopback_only(searches):
+    addresses = listening_addresses(searches, "now")
     assert addresses and all(map(is_loopback, addresses)), addresses
 
 
 @pytest.mark.slow
-def test_the_check_fails_for_ray_started_as_before(tmp_path):
+def test_the_check_fails_for_ray_started_as_before(searches):
     """The test above can fail: Ray started as greentune started it before listens on every interface."""
-    addresses = listening_addresses(tmp_path, "as-before")
+    addresses = listening_addresses(searches, "as-before")
     assert not all(map(is_loopback, addresses)), addresses

@@ -122,17 +122,75 @@ def finished_trials(directory: Path) -> pd.DataFrame:
     return trials[trials["status"] == "finished"]
 
 
+GATE = """
+import time
+from pathlib import Path
+
+from greentune.techniques import Technique
+
+
+class Gate(Technique):
+    \"\"\"Holds its trial at the first backward until the test opens the gate: the disk fills while it waits.\"\"\"
+
+    name = "gate"
+
+    def __init__(self):
+        self.waited = False
+
+    def after_backward(self, run):
+        if not self.waited:
+            Path({waiting!r}).touch()
+        deadline = time.monotonic() + 300
+        while not self.waited and not Path({opened!r}).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.waited = True
+"""
+
+
+def fill(disk: Path) -> Path:
+    """A file that takes every byte left on ``disk``, in ever smaller writes down to one byte."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as file:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    file.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
 @pytest.mark.slow
-def test_a_full_disk_stops_the_search_in_one_line_and_resume_never_starts_over(tmpfs, tmp_path, search_file):
-    disk = tmpfs("size=200k")
-    full = finish(greentune("run", "--config", search_file, "--results", disk / "out"))
+def test_a_full_disk_stops_the_search_in_one_line_and_resume_never_starts_over(tmpfs, tmp_path):
+    """The disk fills once a trial has finished, whatever the machine's load: the second trial waits at a gate meanwhile.
+
+    (Filled by the search itself, a small tmpfs ran out before the first trial's files were written on a loaded machine.)
+    """
+    disk = tmpfs("size=50m")
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "held_trial.py").write_text(GATE.format(waiting=str(tmp_path / "gate-reached"), opened=str(tmp_path / "gate-open")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugin"), os.environ.get("PYTHONPATH", "")])}
+    search_file = tmp_path / "gated.yaml"
+    search_file.write_text(yaml.safe_dump({
+        **SEARCH, "approaches": {**SEARCH["approaches"], "held": {"techniques": ["held_trial:Gate"], "model": "small"}},
+        "evaluate_first": ["baseline", "held"],
+    }))
+    process = greentune("run", "--config", search_file, "--results", disk / "out", env=env)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "gate-reached").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    # The first trial has ended, and its files are written: the driver started the second only then.
+    assert process.poll() is None and finished_on_disk(disk / "out"), "the second trial should wait at the gate"
+    filler = fill(disk)
+    (tmp_path / "gate-open").touch()
+    full = finish(process)
     assert_one_error_line(full, 1, f"{disk / 'out'}", "No space left on device")
     assert full.stdout.count("retrying") <= 1, full.stdout  # stopped at the first failure, not after every trial's retries
     kept = finished_trials(disk / "out")
     assert len(kept) >= 1, full.stdout  # the trial that finished before the disk filled is readable
 
-    subprocess.run(["mount", "-o", "remount,size=50m", str(disk)], check=True)  # space freed
-    resumed = finish(greentune("resume", disk / "out"))
+    filler.unlink()  # space freed
+    resumed = finish(greentune("resume", disk / "out", env=env))
     if resumed.returncode == 0:  # Ray's state survived: the finished trials kept as they were, the rest run
         results = pd.read_parquet(disk / "out" / "results.parquet")
         assert len(results) == SEARCH["num_trials"] and (results["status"] == "finished").all(), resumed.stdout

@@ -61,6 +61,16 @@ def test_grid_repeats_moasha_and_a_diverging_trial(tmp_path, local_ray):
     assert (wasteful["step"] < 300).all()
 
 
+def test_a_one_node_ray_this_process_started_reuses_its_workers(local_ray):
+    """As one the search starts itself: a new worker per trial cost each trial seconds of start-up and imports.
+
+    On a cluster, where reuse can lose a trial for good, test_cluster's searches fail with it.
+    """
+    from greentune.search import runner
+
+    assert runner._own_single_node()
+
+
 def test_the_energy_budget_stops_the_search_once_spent():
     budget = EnergyBudget(10.0)
     budget("a", {"energy_j": 4.0, "eval_energy_j": 1.0})
