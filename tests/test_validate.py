@@ -59,6 +59,8 @@ MISTAKES = {
         (approach(model="torchvision:resnet18", model_options={"num_classes": -1}), "model torchvision:resnet18:"),
         (approach(techniques=["gating"], params={"gating": {"granularity": "layer"}}), "layer gating needs a model with gated blocks"),
         (approach(model="torchvision:resnet18"), "model 'torchvision:resnet18' does not take the task's inputs (a batch of shape (2, 100))"),
+        ({"task": "digits", "task_options": {"hidden": [64, 10**12]}, "approaches": {"dense": {}}},
+         "the model does not fit in this machine's memory (it asks for a tensor of"),
     ],
     "code a file names": [
         ({"task": ".relative:make_task"}, "is a relative import path"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -202,7 +203,16 @@ def _check_fit(build_model, technique_names: list[str], config: Mapping[str, Any
     probe = SimpleNamespace(seed=int(config.get("seed", 0)), step=0, total_steps=steps, steps_per_epoch=1,
                             device=torch.device("cpu"))
     try:
-        technique.prepare(build_model(), probe)
+        model = build_model()
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(error))
+        size = f"a tensor of {int(asked.group(1)) / 1e9:.3g} GB" if asked else "more than there is"
+        raise ValueError(f"the model does not fit in this machine's memory (it asks for {size}); "
+                         "make it smaller (task_options such as hidden, or model_options)") from None
+    try:
+        technique.prepare(model, probe)
     except (AttributeError, NotImplementedError):
         pass  # the technique's prepare needs a real run (data, an optimizer) to tell; the trial will
 
