@@ -136,7 +136,9 @@ def check_experiment_state(results_dir: Path) -> None:
     """
     tune_dir = Path(results_dir) / TUNE_DIR
     folders = [folder for folder in tune_dir.iterdir() if folder.is_dir() and (folder / "params.json").exists()]
-    finished = sum(_finished(folder) for folder in folders)
+    # A trial's result.json that Ray rewrote on the full disk may be empty: the results table, written as
+    # trials finished, may know of more.
+    finished = max(sum(_finished(folder) for folder in folders), _finished_in_table(Path(results_dir)))
     states = sorted(tune_dir.glob("experiment_state-*.json"))
     found = f"{len(folders)} trial folder(s), {finished} finished"
     if not states:
@@ -155,6 +157,14 @@ def check_experiment_state(results_dir: Path) -> None:
             f"{states[-1]} lists {listed} trial(s) but {tune_dir} holds {found}; Ray Tune would forget the others, "
             f"so greentune stops (`greentune analyze {results_dir}` reads their results)"
         )
+
+
+def _finished_in_table(results_dir: Path) -> int:
+    """How many finished trials the results table written during the search lists (0 without a readable one)."""
+    try:
+        return int((pd.read_parquet(results_dir / "results.parquet", columns=["status"])["status"] == "finished").sum())
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def _finished(folder: Path) -> bool:

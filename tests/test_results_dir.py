@@ -236,3 +236,16 @@ def test_resume_refuses_a_truncated_experiment_state_in_one_line(tmp_path, searc
     resumed = finish(greentune("resume", tmp_path / "out"))
     assert_one_error_line(resumed, 2, f"{state} is truncated or unreadable", "4 trial folder(s), 4 finished")
     assert {path: path.stat().st_mtime for path in (tmp_path / "out" / "tune").rglob("result.json")} == before
+
+
+def test_the_resume_refusal_counts_the_finished_trials_the_results_table_lists(tmp_path):
+    from greentune.search.runner import check_experiment_state
+
+    trial = tmp_path / "tune" / "trial_0"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text("{}")
+    (trial / "result.json").write_text("")  # rewritten empty on the full disk
+    (tmp_path / "tune" / "experiment_state-1.json").write_text('{"trial_da')  # truncated
+    pd.DataFrame({"trial_id": ["t0"], "status": ["finished"]}).to_parquet(tmp_path / "results.parquet")
+    with pytest.raises(ValueError, match=r"1 trial folder\(s\), 1 finished beside it"):
+        check_experiment_state(tmp_path)
