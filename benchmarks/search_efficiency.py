@@ -60,10 +60,9 @@ import yaml
 from ray.tune.schedulers import TrialScheduler
 
 from greentune.analysis import energy_to_reach, hypervolume_by_energy, reference_point
-from greentune.search.config import SearchConfig, parse_search, trial_config
+from greentune.search.config import SearchConfig, evaluations_per_trial, fixed_values, parse_search, trial_config
 from greentune.search.presets import preset_path
 from greentune.search.costs import trial_energy
-from greentune.search.config import evaluations_per_trial
 from greentune.search.schedulers import make_scheduler
 from greentune.search.searchers import make_searcher
 from greentune.techniques import Choice, Fixed, Float, Int
@@ -203,8 +202,7 @@ def grid_points(search: SearchConfig, points: tuple[dict, ...]) -> list[dict]:
     configs = []
     for point in points:
         approach = next(approach for approach in search.approaches if approach.name == point["approach"])
-        values = {technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
-                  for technique, domains in approach.space.items()}
+        values = fixed_values(approach)
         for technique, given in point.get("params", {}).items():
             values[technique] = {**values.get(technique, {}), **given}
         configs.append(trial_config(search, approach, values))
@@ -228,11 +226,7 @@ def grid_configs(search: SearchConfig, grid_presets: tuple[str, ...]) -> list[di
             )
             if approach is None:
                 continue
-            values = {
-                technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
-                for technique, domains in published.space.items()
-            }
-            config = trial_config(search, approach, values)
+            config = trial_config(search, approach, fixed_values(published))
             if config not in configs:
                 configs.append(config)
     return configs

@@ -30,7 +30,6 @@ import torch
 from preset_energy import train
 from greentune.search.config import load_search, sample_trial
 from greentune.search.presets import preset_path
-from greentune.trainables.tasks import create_task
 
 TARGETS = {"feather": "sparsity", "granet": "final_sparsity", "gmp": "final_sparsity"}  # each technique's sparsity
 
@@ -43,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     search = load_search(preset_path(args.preset))
-    task = create_task(search.settings.task, **dict(search.settings.task_options))
+    task = search.task()
     better = min if task.mode == "min" else max
     quality: dict[str, list[float]] = {}
     print(f"{args.preset}: seeds 0..{args.seeds - 1}" + (f", sparsity {args.sparsity}" if args.sparsity else ""))

@@ -115,6 +115,10 @@ class SearchConfig:
                     carbon=self.carbon_intensity().as_config(), train=fixed_train(self.settings.train))
         return {key: dict(value) if isinstance(value, Mapping) else value for key, value in base.items()}
 
+    def task(self):
+        """The task the search trains, built from its name and options."""
+        return create_task(self.settings.task, **dict(self.settings.task_options))
+
     def carbon_intensity(self) -> carbon.Intensity:
         """The grid intensity each trial's ``co2_g`` is worked out with, and its ``carbon_source``."""
         given = self.settings.carbon
@@ -277,10 +281,8 @@ def parse_search(raw: Any) -> SearchConfig:
         if settings.scheduler is None:
             settings = dataclasses.replace(settings, scheduler=_library_scheduler(settings))
         problems += _warm_start_problems(SearchConfig(approaches, objectives, settings))
-        if settings.scheduler.name == "asha" and not problems:
-            if evaluations_per_trial(SearchConfig(approaches, objectives, settings)) is None:
-                problems.append("scheduler asha counts evaluations, which trials counted in epochs do not know in "
-                                "advance; give scheduler.max_t (evaluations per trial), or use moasha")
+        if settings.scheduler.name == "asha" and not problems:  # the one that needs the evaluations counted
+            problems += _scheduler_problems(SearchConfig(approaches, objectives, settings))
     except ValueError as error:
         task_problem = str(error)
         problems.append(task_problem)
@@ -305,6 +307,17 @@ def _warm_start_problems(search: SearchConfig) -> list[str]:
             problems.append(f"warm_start_from: {directory} cannot warm-start this search: {differs}; warm-start only "
                             "from searches of the same task, objectives, machine and greentune version")
     return problems
+
+
+def _scheduler_problems(search: SearchConfig) -> list[str]:
+    """What building the search's scheduler refuses (asha, for trials whose evaluations are not known)."""
+    from .schedulers import make_scheduler  # here, not at the top: the searchers build on this module
+
+    try:
+        make_scheduler(search.settings.scheduler, search.objectives, evaluations_per_trial(search))
+    except ValueError as error:
+        return [str(error)]
+    return []
 
 
 def _library_scheduler(settings: Settings) -> Scheduler:
@@ -359,7 +372,7 @@ def evaluations_per_trial(search: SearchConfig) -> int | None:
     scheduler = search.settings.scheduler
     if scheduler is not None and scheduler.max_t:
         return scheduler.max_t
-    task = create_task(search.settings.task, **dict(search.settings.task_options))
+    task = search.task()
     counts = []
     for approach in search.approaches:
         train = longest_training(search.settings, approach, task)
@@ -628,11 +641,15 @@ def trial_config(search: SearchConfig, approach: Approach, values: Mapping[str, 
     return config
 
 
+def fixed_values(approach: Approach) -> dict[str, dict[str, Any]]:
+    """``{technique: {parameter: value}}`` for the parameters the file fixes in ``approach``."""
+    return {technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
+            for technique, domains in approach.space.items()}
+
+
 def default_trial(settings: Settings, approach: Approach) -> dict[str, Any]:
     """A trial config of ``approach`` with what the file fixes, and its techniques' defaults for the rest."""
-    values = {technique: {parameter: domain.value for parameter, domain in domains.items() if isinstance(domain, Fixed)}
-              for technique, domains in approach.space.items()}
-    return trial_config(SearchConfig([], {}, settings), approach, values)
+    return trial_config(SearchConfig([], {}, settings), approach, fixed_values(approach))
 
 
 def sample_trial(settings: Settings, approach: Approach) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import re
 import socket
@@ -40,7 +39,6 @@ from ray.tune import Callback, Stopper
 from greentune.layout import (
     RESULT_FILES, RESULTS_FILES, SEARCH_RECORD, TUNE_DIR, error_line, storable, tables, trial_row, write_results,
 )
-from greentune.trainables.tasks import create_task
 
 from .config import SearchConfig, evaluations_per_trial, parse_search
 from .costs import attempts_energy, trial_energy
@@ -176,10 +174,6 @@ def _finished(folder: Path) -> bool:
         return False
 
 
-def search_task(search: SearchConfig):
-    return create_task(search.settings.task, **dict(search.settings.task_options))
-
-
 def _fetch_data(search: SearchConfig, address: str | None) -> None:
     """Where every trial runs on this machine, fetch the task's data once, before any of them.
 
@@ -192,7 +186,7 @@ def _fetch_data(search: SearchConfig, address: str | None) -> None:
 
     here = ray.util.get_node_ip_address()
     if address is None and all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
-        search_task(search).fetch_data()
+        search.task().fetch_data()
 
 
 def _trainable():
@@ -662,7 +656,7 @@ RECORD_FIELDS = ("quality_metric", "machine", "greentune_version", "git_commit",
 
 def _write_search_record(search: SearchConfig, results_dir: Path, storage: str | None) -> None:
     """The search as run (a valid search file itself) plus where the code and the experiment are."""
-    task = search_task(search)
+    task = search.task()
     record = {
         **search.settings.to_file(),
         "approaches": search.source.get("approaches") or {},
